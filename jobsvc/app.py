@@ -1,0 +1,58 @@
+"""The application factory: tests, the local mock and production build the same app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from jobsvc import fixtures, routes
+from jobsvc.db import Database
+from jobsvc.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, STORE
+from jobsvc.middleware import error_middleware, security_headers
+from jobsvc.ratelimit import RateLimiter
+from jobsvc.settings import Config
+from jobsvc.store import Store
+
+log = logging.getLogger(__name__)
+
+DEMO_FIXTURE = Path(__file__).parent / "demo" / "demo.yaml"
+
+
+def fixture_paths(config: Config) -> list[Path]:
+    paths = [Path(p) for p in config.fixtures]
+    if config.demo:
+        paths.insert(0, DEMO_FIXTURE)
+    return paths
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    """The database and the file store, with the configured fixtures loaded."""
+    config = app[CONFIG]
+    store = Store(config.data_dir)
+    store.prepare()
+    db = Database(config.db_path)
+    await db.open()
+    try:
+        for path in fixture_paths(config):
+            summary = await fixtures.load_fixture(db, store, fixtures.read_fixture(path))
+            log.info("%s", summary)
+        row = await db.fetchone("SELECT value FROM instance_settings WHERE key = 'external_url'")
+        app[EXTERNAL_URL] = row[0] if row else ""
+        app[DB] = db
+        app[STORE] = store
+        yield
+    finally:
+        await db.close()
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[RATE_LIMITER] = RateLimiter(config.jobs_rate_limit)
+    app.cleanup_ctx.append(_storage)
+    app.on_response_prepare.append(security_headers)
+    routes.setup(app)
+    return app

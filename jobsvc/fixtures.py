@@ -1,0 +1,819 @@
+"""Fixture files (shared/spec/fixtures.md): validate whole, then load in one transaction.
+
+``read_fixture`` parses and validates a file and returns a ``Fixture`` (or
+raises ``FixtureError`` naming the place: ``projects[0].pipelines[1].jobs[2].status:
+Must be one of: ...``). ``load_fixture`` resolves references against the
+database, writes logs and archives through the store, and inserts everything
+in one ``BEGIN IMMEDIATE`` transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from jobsvc import auth
+from jobsvc.db import Database, Tx
+from jobsvc.params import STATUSES
+from jobsvc.policy import ROLES
+from jobsvc.statuses import FINISHED, QUEUED, STARTED, composite
+from jobsvc.store import Store, StoredFile
+from jobsvc.timefmt import format_utc, format_with_offset, utcnow
+
+
+class FixtureError(Exception):
+    """A fixture that cannot be loaded; ``str()`` names each place and problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- schema --------------------------------------------------------------------
+
+
+class Timestamp(fields.Field):
+    """ISO-8601 with ``Z`` or an offset; YAML may already have made it a datetime."""
+
+    default_error_messages = {"invalid": "Not a valid ISO-8601 timestamp with a time zone."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise self.make_error("invalid") from None
+        else:
+            raise self.make_error("invalid")
+        if moment.tzinfo is None:
+            if isinstance(value, datetime):  # PyYAML hands back UTC as naive
+                return moment.replace(tzinfo=UTC)
+            raise self.make_error("invalid")
+        return moment
+
+
+class DateOrTimestamp(fields.Field):
+    default_error_messages = {"invalid": "Not a valid date (YYYY-MM-DD)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip()[:10])
+            except ValueError:
+                pass
+        raise self.make_error("invalid")
+
+
+class IdOrName(fields.Field):
+    """A reference by id (integer) or by name (string)."""
+
+    default_error_messages = {"invalid": "Not a valid id or name."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _id() -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=1), load_default=None)
+
+
+def _text() -> fields.String:
+    return fields.String(load_default=None, allow_none=True)
+
+
+_TOKEN = validate.Regexp(r"\A[\x21-\x7e]{8,}\Z", error="Must be 8 or more printable characters without spaces.")
+
+
+class TokenSchema(StrictSchema):
+    token = fields.String(required=True, validate=_TOKEN)
+    name = fields.String(load_default="default")
+    scopes = fields.List(fields.String(validate=validate.OneOf(["api", "read_api"])), load_default=lambda: ["api"],
+                         validate=validate.Length(min=1))
+    expires_at = DateOrTimestamp(load_default=None, allow_none=True)
+    revoked = fields.Boolean(load_default=False)
+
+
+class UserSchema(StrictSchema):
+    username = fields.String(required=True, validate=validate.Regexp(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z"))
+    id = _id()
+    name = _text()
+    email = _text()
+    admin = fields.Boolean(load_default=False)
+    state = fields.String(load_default="active", validate=validate.OneOf(["active", "blocked"]))
+    created_at = Timestamp(load_default=None, allow_none=True)
+    avatar_url = _text()
+    bio = _text()
+    location = _text()
+    public_email = _text()
+    linkedin = _text()
+    twitter = _text()
+    website_url = _text()
+    organization = _text()
+    job_title = _text()
+    tokens = fields.List(fields.Nested(TokenSchema), load_default=list)
+
+
+class RunnerSchema(StrictSchema):
+    id = _id()
+    description = fields.String(load_default="")
+    token = fields.String(load_default=None, allow_none=True, validate=_TOKEN)
+    tags = fields.List(fields.String(), load_default=list)
+    run_untagged = fields.Boolean(load_default=True)
+    paused = fields.Boolean(load_default=False)
+    is_shared = fields.Boolean(load_default=False)
+    projects = fields.List(IdOrName(), load_default=list)
+
+
+class ArtifactsSchema(StrictSchema):
+    files = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.String(), load_default=None)
+    archive = fields.String(load_default=None)
+    dir = fields.String(load_default=None)
+    filename = fields.String(load_default="artifacts.zip", validate=validate.Length(min=1, max=255))
+    expire_at = Timestamp(load_default=None, allow_none=True)
+    locked = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _one_source(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        given = [key for key in ("files", "archive", "dir") if data.get(key) is not None]
+        if len(given) != 1:
+            raise ValidationError("Give exactly one of files, archive or dir.", "_schema")
+
+
+class JobSchema(StrictSchema):
+    id = _id()
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    stage = fields.String(load_default="test")
+    status = fields.String(load_default="success", validate=validate.OneOf(STATUSES))
+    when = fields.String(load_default="on_success",
+                         validate=validate.OneOf(["on_success", "on_failure", "always", "manual", "delayed"]))
+    allow_failure = fields.Boolean(load_default=None, allow_none=True)
+    failure_reason = _text()
+    coverage = fields.Float(load_default=None, allow_none=True)
+    user = _text()
+    runner = IdOrName(load_default=None, allow_none=True)
+    tags = fields.List(fields.String(), load_default=list)
+    retried = fields.Boolean(load_default=False)
+    created_at = Timestamp(load_default=None, allow_none=True)
+    queued_at = Timestamp(load_default=None, allow_none=True)
+    started_at = Timestamp(load_default=None, allow_none=True)
+    finished_at = Timestamp(load_default=None, allow_none=True)
+    erased_at = Timestamp(load_default=None, allow_none=True)
+    script = fields.List(fields.String(), load_default=list)
+    variables = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
+    trace = _text()
+    trace_file = _text()
+    artifacts = fields.Nested(ArtifactsSchema, load_default=None, allow_none=True)
+    token = fields.String(load_default=None, allow_none=True, validate=_TOKEN)  # jobsvc: a running job's CI_JOB_TOKEN
+
+    @validates_schema
+    def _one_trace(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        if data.get("trace") is not None and data.get("trace_file") is not None:
+            raise ValidationError("Give trace or trace_file, not both.", "trace_file")
+
+
+class CommitSchema(StrictSchema):
+    title = _text()
+    message = _text()
+    author_name = _text()
+    author_email = _text()
+    created_at = Timestamp(load_default=None, allow_none=True)
+    authored_date = Timestamp(load_default=None, allow_none=True)
+    committer_name = _text()
+    committer_email = _text()
+    committed_date = Timestamp(load_default=None, allow_none=True)
+    parent_ids = fields.List(fields.String(), load_default=list)
+
+
+class PipelineSchema(StrictSchema):
+    id = _id()
+    iid = _id()
+    ref = _text()
+    sha = fields.String(load_default=None, validate=validate.Regexp(r"\A[0-9a-f]{40}\Z"))
+    before_sha = fields.String(load_default=None, validate=validate.Regexp(r"\A[0-9a-f]{40}\Z"))
+    tag = fields.Boolean(load_default=False)
+    source = fields.String(load_default="push")
+    user = _text()
+    status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
+    created_at = Timestamp(load_default=None, allow_none=True)
+    artifacts_locked = fields.Boolean(load_default=False)
+    parent = fields.Integer(load_default=None, allow_none=True)
+    commit = fields.Nested(CommitSchema, load_default=dict)
+    jobs = fields.List(fields.Nested(JobSchema), load_default=list)
+
+
+class MemberSchema(StrictSchema):
+    user = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(list(ROLES)))
+
+
+class ProjectSchema(StrictSchema):
+    path = fields.String(required=True, validate=validate.Regexp(
+        r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+\Z",
+        error="Must be a full path such as group/project."))
+    id = _id()
+    name = _text()
+    description = _text()
+    visibility = fields.String(load_default="private", validate=validate.OneOf(["private", "internal", "public"]))
+    public_builds = fields.Boolean(load_default=True)
+    ci_job_token_scope_enabled = fields.Boolean(load_default=False)
+    protected_branches = fields.List(fields.String(), load_default=list)
+    default_branch = fields.String(load_default="main")
+    ci_config = _text()
+    members = fields.List(fields.Nested(MemberSchema), load_default=list)
+    pipelines = fields.List(fields.Nested(PipelineSchema), load_default=list)
+
+
+class FixtureSchema(StrictSchema):
+    external_url = fields.Url(load_default=None, allow_none=True, require_tld=False, schemes={"http", "https"})
+    users = fields.List(fields.Nested(UserSchema), load_default=list)
+    runners = fields.List(fields.Nested(RunnerSchema), load_default=list)
+    projects = fields.List(fields.Nested(ProjectSchema), load_default=list)
+
+
+# --- reading and validating ----------------------------------------------------------
+
+
+def _strip_extensions(value: Any) -> Any:
+    """Drop ``x-`` keys (comments, anchors) at every level."""
+    if isinstance(value, dict):
+        return {k: _strip_extensions(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    if isinstance(value, list):
+        return [_strip_extensions(v) for v in value]
+    return value
+
+
+def _flatten(messages: Any, path: str = "") -> list[str]:
+    if isinstance(messages, dict):
+        problems = []
+        for key, value in messages.items():
+            if key == "_schema":
+                sub = path
+            elif isinstance(key, int):
+                sub = f"{path}[{key}]"
+            else:
+                sub = f"{path}.{key}" if path else str(key)
+            problems.extend(_flatten(value, sub))
+        return problems
+    if isinstance(messages, list):
+        return [f"{path or '(top)'}: {text}" for text in messages if isinstance(text, str)] + [
+            problem for item in messages if not isinstance(item, str) for problem in _flatten(item, path)
+        ]
+    return [f"{path or '(top)'}: {messages}"]
+
+
+@dataclass
+class Fixture:
+    data: dict[str, Any]
+    folder: Path
+    sha256: str
+    name: str
+
+
+def parse_fixture(text: str | bytes, folder: Path, name: str = "<fixture>") -> Fixture:
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise FixtureError([f"{where}: not valid YAML or JSON: {getattr(exc, 'problem', exc)}"]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise FixtureError(["(top): Must be a mapping with users, runners and projects."])
+    try:
+        data = FixtureSchema().load(_strip_extensions(document))
+    except ValidationError as exc:
+        raise FixtureError(_flatten(exc.messages)) from None
+    fixture = Fixture(data, folder.resolve(), hashlib.sha256(raw).hexdigest(), name)
+    _check_internal(fixture)
+    return fixture
+
+
+def read_fixture(path: str | Path) -> Fixture:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FixtureError([f"{path}: {exc.strerror or exc}"]) from None
+    return parse_fixture(raw, path.parent, str(path))
+
+
+def _inside(folder: Path, relative: str) -> Path | None:
+    candidate = (folder / relative).resolve()
+    return candidate if candidate.is_relative_to(folder) else None
+
+
+def _check_internal(fixture: Fixture) -> None:
+    """Uniqueness and file paths, which the schema cannot see."""
+    data, problems = fixture.data, []
+
+    def unique(items: list[dict[str, Any]], key: str, where: str, fold: bool = False) -> None:
+        seen: dict[Any, int] = {}
+        for index, item in enumerate(items):
+            value = item.get(key)
+            if value is None:
+                continue
+            value = value.lower() if fold and isinstance(value, str) else value
+            if value in seen:
+                problems.append(f"{where}[{index}].{key}: {item.get(key)!r} is given twice (also {where}[{seen[value]}])")
+            seen[value] = index
+
+    unique(data["users"], "username", "users", fold=True)
+    unique(data["users"], "id", "users")
+    unique(data["runners"], "id", "runners")
+    unique(data["projects"], "path", "projects", fold=True)
+    unique(data["projects"], "id", "projects")
+    tokens = [dict(token=t["token"]) for u in data["users"] for t in u["tokens"]] + [
+        dict(token=r["token"]) for r in data["runners"] if r["token"]]
+    unique(tokens, "token", "tokens")
+    pipeline_ids: dict[int, str] = {}
+    job_ids: dict[int, str] = {}
+    for p_index, project in enumerate(data["projects"]):
+        for l_index, pipeline in enumerate(project["pipelines"]):
+            where = f"projects[{p_index}].pipelines[{l_index}]"
+            if pipeline["id"] is not None:
+                if pipeline["id"] in pipeline_ids:
+                    problems.append(f"{where}.id: {pipeline['id']} is given twice (also {pipeline_ids[pipeline['id']]})")
+                pipeline_ids[pipeline["id"]] = where
+            for j_index, job in enumerate(pipeline["jobs"]):
+                jwhere = f"{where}.jobs[{j_index}]"
+                if job["id"] is not None:
+                    if job["id"] in job_ids:
+                        problems.append(f"{jwhere}.id: {job['id']} is given twice (also {job_ids[job['id']]})")
+                    job_ids[job["id"]] = jwhere
+                for key, is_dir in (("trace_file", False),):
+                    if job[key] is not None:
+                        _check_path(fixture.folder, job[key], is_dir, f"{jwhere}.{key}", problems)
+                artifacts = job["artifacts"]
+                if artifacts:
+                    for key, is_dir in (("archive", False), ("dir", True)):
+                        if artifacts[key] is not None:
+                            _check_path(fixture.folder, artifacts[key], is_dir, f"{jwhere}.artifacts.{key}", problems)
+    if problems:
+        raise FixtureError(problems)
+
+
+def _check_path(folder: Path, relative: str, is_dir: bool, where: str, problems: list[str]) -> None:
+    target = _inside(folder, relative)
+    if target is None:
+        problems.append(f"{where}: {relative!r} is outside the fixture's folder")
+    elif is_dir and not target.is_dir():
+        problems.append(f"{where}: {relative!r} is not a folder")
+    elif not is_dir and not target.is_file():
+        problems.append(f"{where}: {relative!r} is not a file")
+
+
+# --- loading ----------------------------------------------------------------------------
+
+ONE_SECOND = timedelta(seconds=1)
+
+
+@dataclass
+class LoadSummary:
+    name: str
+    skipped: bool = False
+    users: int = 0
+    runners: int = 0
+    projects: int = 0
+    pipelines: int = 0
+    jobs: int = 0
+
+    def __str__(self) -> str:
+        if self.skipped:
+            return f"{self.name}: already loaded, skipped"
+        return (f"{self.name}: loaded {self.users} users, {self.runners} runners, {self.projects} projects, "
+                f"{self.pipelines} pipelines, {self.jobs} jobs")
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return format_utc(moment) if moment is not None else None
+
+
+def job_times(job: Mapping[str, Any], anchor: datetime) -> dict[str, datetime | None]:
+    """Fill in the times a status implies: created ≤ queued ≤ started ≤ finished."""
+    status = job["status"]
+    created = job["created_at"] or anchor
+    queued = job["queued_at"] or (created + ONE_SECOND if status in QUEUED else None)
+    started = job["started_at"] or (max(queued or created, created) + ONE_SECOND if status in STARTED else None)
+    finished = job["finished_at"]
+    if finished is None and status in FINISHED:
+        finished = (started or queued or created) + timedelta(seconds=60 if started else 1)
+    return {"created_at": created, "queued_at": queued, "started_at": started, "finished_at": finished}
+
+
+def zip_files(files: Mapping[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def zip_dir(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink():
+                continue
+            name = path.relative_to(folder).as_posix()
+            if path.is_dir():
+                archive.writestr(name + "/", b"")
+            elif path.is_file():
+                archive.write(path, name)
+    return buffer.getvalue()
+
+
+class _Loader:
+    """One fixture's trip into the database, inside one write transaction."""
+
+    def __init__(self, tx: Tx, store: Store, fixture: Fixture):
+        self.tx, self.store, self.fixture = tx, store, fixture
+        self.problems: list[str] = []
+        self.written: list[StoredFile] = []
+        self.users: dict[str, int] = {}
+        self.runners: dict[int | str, int] = {}
+        self.projects: dict[int | str, int] = {}
+        self.summary = LoadSummary(fixture.name)
+        self.now = utcnow()
+        self.next_ids: dict[str, int] = {}
+
+    async def _next_id(self, table: str, explicit: list[int]) -> int:
+        if table not in self.next_ids:
+            row = await self.tx.fetchone(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608 - fixed names
+            self.next_ids[table] = max([row[0] if row else 0, *explicit]) + 1
+        value = self.next_ids[table]
+        self.next_ids[table] += 1
+        return value
+
+    async def _clashes(self, table: str, ids: list[tuple[int, str]]) -> None:
+        for value, where in ids:
+            if await self.tx.fetchone(f"SELECT 1 FROM {table} WHERE id = ?", (value,)):  # noqa: S608
+                self.problems.append(f"{where}.id: {value} already exists in the database")
+
+    def _fail_if_problems(self) -> None:
+        if self.problems:
+            raise FixtureError(self.problems)
+
+    async def run(self) -> LoadSummary:
+        data = self.fixture.data
+        await self._check_database()
+        self._fail_if_problems()
+        await self._users(data["users"])
+        await self._projects(data["projects"])
+        await self._runners(data["runners"])
+        self._fail_if_problems()
+        for p_index, project in enumerate(data["projects"]):
+            await self._pipelines(p_index, project)
+        self._fail_if_problems()
+        if data["external_url"]:
+            await self.tx.execute(
+                "INSERT OR REPLACE INTO instance_settings (key, value) VALUES ('external_url', ?)",
+                (data["external_url"].rstrip("/"),),
+            )
+        await self.tx.execute(
+            "INSERT INTO fixture_loads (sha256, name, loaded_at) VALUES (?, ?, ?)",
+            (self.fixture.sha256, self.fixture.name, format_utc(self.now)),
+        )
+        return self.summary
+
+    async def _check_database(self) -> None:
+        data = self.fixture.data
+        await self._clashes("users", [(u["id"], f"users[{i}]") for i, u in enumerate(data["users"]) if u["id"]])
+        await self._clashes("runners", [(r["id"], f"runners[{i}]") for i, r in enumerate(data["runners"]) if r["id"]])
+        await self._clashes("projects", [(p["id"], f"projects[{i}]") for i, p in enumerate(data["projects"]) if p["id"]])
+        pipelines, jobs = [], []
+        for pi, project in enumerate(data["projects"]):
+            for li, pipeline in enumerate(project["pipelines"]):
+                if pipeline["id"]:
+                    pipelines.append((pipeline["id"], f"projects[{pi}].pipelines[{li}]"))
+                jobs += [(job["id"], f"projects[{pi}].pipelines[{li}].jobs[{ji}]")
+                         for ji, job in enumerate(pipeline["jobs"]) if job["id"]]
+        await self._clashes("pipelines", pipelines)
+        await self._clashes("jobs", jobs)
+        for index, user in enumerate(data["users"]):
+            if await self.tx.fetchone("SELECT 1 FROM users WHERE username = ?", (user["username"],)):
+                self.problems.append(f"users[{index}].username: {user['username']!r} already exists in the database")
+            for t_index, token in enumerate(user["tokens"]):
+                if await self.tx.fetchone("SELECT 1 FROM personal_access_tokens WHERE digest = ?",
+                                          (auth.digest(token["token"]),)):
+                    self.problems.append(f"users[{index}].tokens[{t_index}].token: already exists in the database")
+        for index, project in enumerate(data["projects"]):
+            if await self.tx.fetchone("SELECT 1 FROM projects WHERE path_with_namespace = ?", (project["path"],)):
+                self.problems.append(f"projects[{index}].path: {project['path']!r} already exists in the database")
+
+    async def _user_id(self, name: str | None, where: str) -> int | None:
+        if name is None:
+            return None
+        key = name.lower()
+        if key not in self.users:
+            row = await self.tx.fetchone("SELECT id FROM users WHERE username = ?", (name,))
+            if row is None:
+                self.problems.append(f"{where}: no user {name!r}")
+                return None
+            self.users[key] = row[0]
+        return self.users[key]
+
+    async def _users(self, users: list[dict[str, Any]]) -> None:
+        explicit = [u["id"] for u in users if u["id"]]
+        for user in users:
+            user_id = user["id"] or await self._next_id("users", explicit)
+            self.users[user["username"].lower()] = user_id
+            await self.tx.execute(
+                """INSERT INTO users (id, username, name, email, state, admin, avatar_url, bio, location,
+                       public_email, linkedin, twitter, website_url, organization, job_title, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (user_id, user["username"], user["name"] or user["username"], user["email"], user["state"],
+                 int(user["admin"]), user["avatar_url"], user["bio"] or "", user["location"] or "",
+                 user["public_email"], user["linkedin"] or "", user["twitter"] or "", user["website_url"] or "",
+                 user["organization"] or "", user["job_title"] or "", _utc(user["created_at"] or self.now)),
+            )
+            for token in user["tokens"]:
+                await self.tx.execute(
+                    """INSERT INTO personal_access_tokens (user_id, name, digest, scopes, expires_at, revoked, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    (user_id, token["name"], auth.digest(token["token"]), json.dumps(token["scopes"]),
+                     token["expires_at"].isoformat() if token["expires_at"] else None, int(token["revoked"]),
+                     format_utc(self.now)),
+                )
+            self.summary.users += 1
+
+    async def _project_id(self, ref: int | str, where: str) -> int | None:
+        if ref in self.projects:
+            return self.projects[ref]
+        key = ref.lower() if isinstance(ref, str) else ref
+        if key in self.projects:
+            return self.projects[key]
+        column = "id" if isinstance(ref, int) else "path_with_namespace"
+        row = await self.tx.fetchone(f"SELECT id FROM projects WHERE {column} = ?", (ref,))  # noqa: S608
+        if row is None:
+            self.problems.append(f"{where}: no project {ref!r}")
+            return None
+        return row[0]
+
+    async def _projects(self, projects: list[dict[str, Any]]) -> None:
+        explicit = [p["id"] for p in projects if p["id"]]
+        now = format_utc(self.now)
+        for index, project in enumerate(projects):
+            project_id = project["id"] or await self._next_id("projects", explicit)
+            project["_id"] = project_id
+            self.projects[project_id] = project_id
+            self.projects[project["path"].lower()] = project_id
+            await self.tx.execute(
+                """INSERT INTO projects (id, path_with_namespace, name, description, visibility, public_builds,
+                       ci_job_token_scope_enabled, default_branch, ci_config, created_at, last_activity_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (project_id, project["path"], project["name"] or project["path"].rsplit("/", 1)[1],
+                 project["description"], project["visibility"], int(project["public_builds"]),
+                 int(project["ci_job_token_scope_enabled"]), project["default_branch"], project["ci_config"],
+                 now, now),
+            )
+            for branch in dict.fromkeys(project["protected_branches"]):
+                await self.tx.execute("INSERT INTO protected_branches (project_id, name) VALUES (?, ?)",
+                                      (project_id, branch))
+            seen: set[int] = set()
+            for m_index, member in enumerate(project["members"]):
+                user_id = await self._user_id(member["user"], f"projects[{index}].members[{m_index}].user")
+                if user_id is None:
+                    continue
+                if user_id in seen:
+                    self.problems.append(f"projects[{index}].members[{m_index}].user: {member['user']!r} is listed twice")
+                    continue
+                seen.add(user_id)
+                await self.tx.execute("INSERT INTO members (project_id, user_id, access_level) VALUES (?, ?, ?)",
+                                      (project_id, user_id, ROLES[member["role"]]))
+            self.summary.projects += 1
+
+    async def _runners(self, runners: list[dict[str, Any]]) -> None:
+        explicit = [r["id"] for r in runners if r["id"]]
+        for index, runner in enumerate(runners):
+            runner_id = runner["id"] or await self._next_id("runners", explicit)
+            self.runners[runner_id] = runner_id
+            if runner["description"]:
+                self.runners[runner["description"]] = runner_id
+            await self.tx.execute(
+                """INSERT INTO runners (id, description, token_digest, tags, run_untagged, paused, is_shared, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (runner_id, runner["description"], auth.digest(runner["token"]) if runner["token"] else None,
+                 json.dumps(sorted(set(runner["tags"]))), int(runner["run_untagged"]), int(runner["paused"]),
+                 int(runner["is_shared"]), format_utc(self.now)),
+            )
+            for p_index, ref in enumerate(runner["projects"]):
+                project_id = await self._project_id(ref, f"runners[{index}].projects[{p_index}]")
+                if project_id is not None:
+                    await self.tx.execute(
+                        "INSERT OR IGNORE INTO runner_projects (runner_id, project_id) VALUES (?, ?)",
+                        (runner_id, project_id))
+            self.summary.runners += 1
+
+    async def _runner_id(self, ref: int | str | None, where: str) -> int | None:
+        if ref is None:
+            return None
+        if ref not in self.runners:
+            column = "id" if isinstance(ref, int) else "description"
+            row = await self.tx.fetchone(f"SELECT id FROM runners WHERE {column} = ?", (ref,))  # noqa: S608
+            if row is None:
+                self.problems.append(f"{where}: no runner {ref!r}")
+                return None
+            self.runners[ref] = row[0]
+        return self.runners[ref]
+
+    async def _pipelines(self, p_index: int, project: dict[str, Any]) -> None:
+        project_id = project["_id"]
+        explicit_pipelines = [p["id"] for pr in self.fixture.data["projects"] for p in pr["pipelines"] if p["id"]]
+        explicit_jobs = [j["id"] for pr in self.fixture.data["projects"] for p in pr["pipelines"]
+                         for j in p["jobs"] if j["id"]]
+        row = await self.tx.fetchone("SELECT COALESCE(MAX(iid), 0) FROM pipelines WHERE project_id = ?", (project_id,))
+        next_iid = max([row[0] if row else 0, *[p["iid"] for p in project["pipelines"] if p["iid"]]]) + 1
+        parents: list[tuple[int, int, str]] = []
+        for l_index, pipeline in enumerate(project["pipelines"]):
+            where = f"projects[{p_index}].pipelines[{l_index}]"
+            pipeline_id = pipeline["id"] or await self._next_id("pipelines", explicit_pipelines)
+            iid = pipeline["iid"]
+            if iid is None:
+                iid, next_iid = next_iid, next_iid + 1
+            created = pipeline["created_at"] or self.now
+            sha = pipeline["sha"] or hashlib.sha1(f"{project['path']}:{pipeline_id}".encode()).hexdigest()  # noqa: S324
+            ref = pipeline["ref"] or project["default_branch"]
+            user_id = await self._user_id(pipeline["user"], f"{where}.user")
+            await self._commit(project_id, sha, pipeline["commit"], created)
+            jobs = []
+            for j_index, job in enumerate(pipeline["jobs"]):
+                job_id = job["id"] or await self._next_id("jobs", explicit_jobs)
+                jobs.append((job_id, job, job_times(job, created), f"{where}.jobs[{j_index}]"))
+            latest = [(job["status"], self._allow_failure(job)) for _, job, _, _ in jobs if not job["retried"]]
+            status = pipeline["status"] or composite(latest) or "skipped"
+            started = [t["started_at"] for _, _, t, _ in jobs if t["started_at"]]
+            finished = [t["finished_at"] for _, _, t, _ in jobs if t["finished_at"]]
+            moments = [created, *started, *finished]
+            await self.tx.execute(
+                """INSERT INTO pipelines (id, iid, project_id, ref, sha, before_sha, tag, source, status, user_id,
+                       artifacts_locked, created_at, updated_at, started_at, finished_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (pipeline_id, iid, project_id, ref, sha, pipeline["before_sha"] or "0" * 40, int(pipeline["tag"]),
+                 pipeline["source"], status, user_id, int(pipeline["artifacts_locked"]), _utc(created),
+                 _utc(max(moments)), _utc(min(started)) if started else None,
+                 _utc(max(finished)) if finished and status in FINISHED | {"skipped"} else None),
+            )
+            if pipeline["parent"] is not None:
+                parents.append((pipeline_id, pipeline["parent"], f"{where}.parent"))
+            for job_id, job, times, jwhere in jobs:
+                await self._job(job_id, project_id, pipeline_id, job, times, user_id, jwhere)
+            self.summary.pipelines += 1
+        for pipeline_id, parent, where in parents:
+            if parent == pipeline_id:
+                self.problems.append(f"{where}: a pipeline cannot be its own parent")
+                continue
+            owner = await self.tx.fetchone("SELECT project_id FROM pipelines WHERE id = ?", (parent,))
+            if owner is None or owner[0] != project_id:
+                self.problems.append(f"{where}: no pipeline {parent} in this project")
+                continue
+            await self.tx.execute("UPDATE pipelines SET parent_id = ? WHERE id = ?", (parent, pipeline_id))
+
+    @staticmethod
+    def _allow_failure(job: Mapping[str, Any]) -> bool:
+        if job["allow_failure"] is not None:
+            return bool(job["allow_failure"])
+        return job["when"] == "manual"
+
+    async def _commit(self, project_id: int, sha: str, commit: Mapping[str, Any], created: datetime) -> None:
+        date_ = commit.get("created_at") or created
+        author = commit.get("author_name") or "Administrator"
+        email = commit.get("author_email") or "admin@example.com"
+        title = commit.get("title") or (commit.get("message") or "Commit").splitlines()[0]
+        await self.tx.execute(
+            """INSERT OR IGNORE INTO commits (project_id, sha, title, message, author_name, author_email,
+                   authored_date, committer_name, committer_email, committed_date, created_at, parent_ids)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (project_id, sha, title, commit.get("message") or title, author, email,
+             format_with_offset(commit.get("authored_date") or date_),
+             commit.get("committer_name") or author, commit.get("committer_email") or email,
+             format_with_offset(commit.get("committed_date") or date_), format_with_offset(date_),
+             json.dumps(commit.get("parent_ids") or [])),
+        )
+
+    async def _job(self, job_id: int, project_id: int, pipeline_id: int, job: dict[str, Any],
+                   times: dict[str, datetime | None], pipeline_user: int | None, where: str) -> None:
+        user_id = await self._user_id(job["user"], f"{where}.user") if job["user"] else pipeline_user
+        runner_id = await self._runner_id(job["runner"], f"{where}.runner")
+        status = job["status"]
+        failure_reason = job["failure_reason"] or ("unknown_failure" if status == "failed" else None)
+        artifacts = job["artifacts"]
+        expire_at = _utc(artifacts["expire_at"]) if artifacts and not artifacts["locked"] else None
+        updated = max(t for t in times.values() if t is not None)
+        await self.tx.execute(
+            """INSERT INTO jobs (id, project_id, pipeline_id, name, stage, stage_idx, status, "when", allow_failure,
+                   failure_reason, coverage, user_id, runner_id, retried, token_digest, script, variables, tags,
+                   created_at, updated_at, queued_at, started_at, finished_at, erased_at, artifacts_expire_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (job_id, project_id, pipeline_id, job["name"], job["stage"], 0, status, job["when"],
+             int(self._allow_failure(job)), failure_reason, job["coverage"], user_id, runner_id,
+             int(job["retried"]), auth.digest(job["token"]) if job["token"] else None,
+             json.dumps(job["script"]), json.dumps({k: str(v) for k, v in job["variables"].items()}),
+             json.dumps(sorted(set(job["tags"]))), _utc(times["created_at"]), _utc(updated),
+             _utc(times["queued_at"]), _utc(times["started_at"]), _utc(times["finished_at"]),
+             _utc(job["erased_at"]), expire_at),
+        )
+        await self._trace(job_id, project_id, job, where)
+        if artifacts:
+            await self._archive(job_id, project_id, artifacts, expire_at, where)
+        self.summary.jobs += 1
+
+    async def _trace(self, job_id: int, project_id: int, job: Mapping[str, Any], where: str) -> None:
+        if job["trace_file"] is not None:
+            path = _inside(self.fixture.folder, job["trace_file"])
+            assert path is not None  # checked when the fixture was read
+            content = path.read_bytes()
+        elif job["trace"] is not None:
+            content = job["trace"].encode("utf-8")
+        else:
+            return
+        stored = self.store.put_trace(job_id, content)
+        self.written.append(stored)
+        if job["status"] in {"success", "failed", "canceled", "skipped"}:
+            await self.tx.execute(
+                """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
+                       store_key, created_at) VALUES (?, ?, 'trace', NULL, 'job.log', ?, ?, ?, ?)""",
+                (job_id, project_id, stored.size, stored.sha256, stored.key, format_utc(self.now)),
+            )
+
+    async def _archive(self, job_id: int, project_id: int, artifacts: Mapping[str, Any],
+                       expire_at: str | None, where: str) -> None:
+        if artifacts["files"] is not None:
+            content = zip_files(artifacts["files"])
+        elif artifacts["dir"] is not None:
+            folder = _inside(self.fixture.folder, artifacts["dir"])
+            assert folder is not None
+            content = zip_dir(folder)
+        else:
+            path = _inside(self.fixture.folder, artifacts["archive"])
+            assert path is not None
+            if not zipfile.is_zipfile(path):
+                self.problems.append(f"{where}.artifacts.archive: {artifacts['archive']!r} is not a zip archive")
+                return
+            content = path.read_bytes()
+        stored = self.store.put_bytes(job_id, content, "zip")
+        self.written.append(stored)
+        await self.tx.execute(
+            """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
+                   store_key, locked, expire_at, created_at) VALUES (?, ?, 'archive', 'zip', ?, ?, ?, ?, ?, ?, ?)""",
+            (job_id, project_id, artifacts["filename"], stored.size, stored.sha256, stored.key,
+             int(artifacts["locked"]), expire_at, format_utc(self.now)),
+        )
+
+
+async def already_loaded(db: Database, fixture: Fixture) -> bool:
+    return await db.fetchone("SELECT 1 FROM fixture_loads WHERE sha256 = ?", (fixture.sha256,)) is not None
+
+
+async def load_fixture(db: Database, store: Store, fixture: Fixture) -> LoadSummary:
+    """Load a validated fixture, all or nothing; a file loaded before is skipped."""
+    if await already_loaded(db, fixture):
+        return LoadSummary(fixture.name, skipped=True)
+    written: list[StoredFile] = []
+
+    async def work(tx: Tx) -> LoadSummary:
+        loader = _Loader(tx, store, fixture)
+        try:
+            return await loader.run()
+        finally:
+            written.extend(loader.written)
+
+    try:
+        return await db.write(work)
+    except sqlite3.IntegrityError as exc:
+        _remove(store, written)
+        raise FixtureError([f"(database): {exc}"]) from None
+    except BaseException:
+        _remove(store, written)
+        raise
+
+
+def _remove(store: Store, written: list[StoredFile]) -> None:
+    """Files written for a load that did not commit: their job ids were new, nothing else uses them."""
+    for stored in written:
+        store.remove(stored.key)

@@ -1,0 +1,71 @@
+"""Small helpers shared by the handlers: JSON responses, base URLs, project lookup."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from jobsvc import errors
+from jobsvc.auth import Principal
+from jobsvc.keys import CONFIG, DB, EXTERNAL_URL
+from jobsvc.params import GrapeInteger
+from jobsvc.policy import Access
+from jobsvc.repo import Repository
+
+JSON = "application/json"
+_NUMERIC = re.compile(r"\A-?[0-9]+\Z")
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+def base_url(request: web.Request) -> str:
+    """The external URL if one is configured, else the request's own scheme and host."""
+    return request.app[CONFIG].external_url or request.app[EXTERNAL_URL] or f"{request.scheme}://{request.host}"
+
+
+def repo(request: web.Request) -> Repository:
+    return Repository(request.app[DB])
+
+
+def int_param(request: web.Request, name: str) -> int:
+    """A route segment that Grape declares as Integer: ``{"error": "job_id is invalid"}`` otherwise."""
+    text = request.match_info[name]
+    try:
+        return GrapeInteger()._deserialize(text, name, None)  # noqa: SLF001 - same coercion as the schemas
+    except Exception:
+        raise errors.ParamError([f"{name} is invalid"]) from None
+
+
+async def find_project(request: web.Request, principal: Principal | None) -> tuple[sqlite3.Row, Access]:
+    """``find_project!``: by numeric id or (case-insensitive) full path; 404 when not readable."""
+    ident = request.match_info["id"]
+    user_id = principal.user_id if principal else None
+    repository = repo(request)
+    if _NUMERIC.match(ident):
+        row = await repository.project_by_id(int(ident), user_id)
+    elif "/" in ident:
+        row = await repository.project_by_path(ident, user_id)
+    else:
+        row = None
+    if row is None:
+        raise errors.not_found("Project")
+    # A job token reaches only its own job's project.
+    if principal is not None and principal.job_project_id is not None and principal.job_project_id != row["id"]:
+        raise errors.not_found("Project")
+    access = Access(
+        signed_in=principal is not None,
+        admin=principal is not None and principal.admin,
+        level=row["access_level"],
+        visibility=row["visibility"],
+        public_builds=bool(row["public_builds"]),
+    )
+    if not access.read_project():
+        raise errors.not_found("Project")
+    return row, access

@@ -1,0 +1,32 @@
+"""Instance-level endpoints clients call before they get to jobs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jobsvc import GITLAB_VERSION, __version__, entities, errors
+from jobsvc.auth import require
+from jobsvc.handlers.base import base_url, json_response
+from jobsvc.timefmt import utcnow
+
+
+async def version(request: web.Request) -> web.Response:
+    await require(request)
+    return json_response({
+        "version": f"{GITLAB_VERSION}-jobsvc",
+        "revision": f"jobsvc-{__version__}",
+        "kas": {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None},
+        "enterprise": False,
+    })
+
+
+async def current_user(request: web.Request) -> web.Response:
+    principal = await require(request)
+    if principal.job_id is not None:
+        raise errors.unauthorized()
+    return json_response(entities.current_user(principal.user, base_url(request), utcnow()))
+
+
+async def api_root(request: web.Request) -> web.Response:
+    """``GET /api/v4/``: GitLab has no resource here; its catch-all answers 404, and so do we."""
+    raise errors.route_not_found()

@@ -1,0 +1,67 @@
+"""Projects and pipelines: what clients read on their way to jobs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jobsvc import entities, errors, pagination, params
+from jobsvc.auth import authenticate
+from jobsvc.handlers.base import base_url, find_project, int_param, json_response, repo
+from jobsvc.timefmt import utcnow
+
+
+def _counted_headers(request: web.Request, page: pagination.Page, rows: int, count: int) -> dict[str, str]:
+    total = count if count <= pagination.MAX_COUNT else None
+    has_next = page.per_page > 0 and page.offset + rows < count
+    return pagination.offset_headers(
+        base_url(request), request.path, list(request.url.query.items()), page,
+        has_next=has_next, out_of_range=rows == 0 and page.page > 1, total=total,
+    )
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    query = params.load(params.ProjectsSchema(), params.query(request.url.query.items()))
+    page = pagination.page_of(query["page"], query["per_page"])
+    rows, count = await repo(request).visible_projects(
+        user_id=principal.user_id if principal else None,
+        admin=bool(principal and principal.admin),
+        membership=query["membership"], visibility=query["visibility"], search=query["search"],
+        order_by=query["order_by"], sort=query["sort"], limit=page.per_page, offset=page.offset,
+    )
+    base = base_url(request)
+    body = [entities.project(row, base, row["access_level"], simple=query["simple"]) for row in rows]
+    return json_response(body, headers=_counted_headers(request, page, len(rows), count))
+
+
+async def get_project(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    project, _access = await find_project(request, principal)
+    return json_response(entities.project(project, base_url(request), project["access_level"]))
+
+
+async def list_pipelines(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    query = params.load(params.PipelinesSchema(), params.query(request.url.query.items()))
+    project, access = await find_project(request, principal)
+    if not access.read_pipeline():
+        raise errors.forbidden()
+    page = pagination.page_of(query["page"], query["per_page"])
+    rows, count = await repo(request).pipelines(
+        project["id"], query, order_by=query["order_by"], sort=query["sort"], limit=page.per_page, offset=page.offset
+    )
+    base = base_url(request)
+    body = [entities.pipeline_basic(row, base, prefix="") for row in rows]
+    return json_response(body, headers=_counted_headers(request, page, len(rows), count))
+
+
+async def get_pipeline(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    pipeline_id = int_param(request, "pipeline_id")
+    project, access = await find_project(request, principal)
+    if not access.read_pipeline():
+        raise errors.forbidden()
+    row = await repo(request).pipeline(project["id"], pipeline_id)
+    if row is None:
+        raise errors.record_not_found()
+    return json_response(entities.pipeline(row, base_url(request), utcnow()))

@@ -1,0 +1,202 @@
+"""Request parameters: Rack-style parsing, then marshmallow validation with Grape's messages.
+
+GitLab clients send ``scope=a``, ``scope[]=a&scope[]=b`` or ``scope[x]=a``;
+Rack turns those into a string, a list and a hash. ``parse_query`` does the
+same, and the schemas below validate the result, reporting failures the way
+Grape does: ``{"error": "<param> <problem>"}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from jobsvc.errors import ParamError
+
+STATUSES = (
+    "created", "waiting_for_resource", "preparing", "waiting_for_callback", "pending", "running",
+    "success", "failed", "canceling", "canceled", "skipped", "manual", "scheduled",
+)
+
+_BRACKETS = re.compile(r"\A([^\[\]]+)\[([^\[\]]*)\]\Z")
+
+INVALID = "is invalid"
+NOT_VALID_VALUE = "does not have a valid value"
+
+
+class ParamShapeError(ValueError):
+    pass
+
+
+def parse_query(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Rack's nested query parsing for one level: ``a``, ``a[]``, ``a[k]``.
+
+    A key used in two shapes (``scope=a&scope[]=b``) is an error, as in Rack.
+    """
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        match = _BRACKETS.match(key)
+        if match is None:
+            if isinstance(result.get(key), (list, dict)):
+                raise ParamShapeError(key)
+            result[key] = value
+            continue
+        name, sub = match.groups()
+        current = result.get(name)
+        if sub == "":
+            if current is None:
+                result[name] = current = []
+            if not isinstance(current, list):
+                raise ParamShapeError(name)
+            current.append(value)
+        else:
+            if current is None:
+                result[name] = current = {}
+            if not isinstance(current, dict):
+                raise ParamShapeError(name)
+            current[sub] = value
+    return result
+
+
+class GrapeInteger(fields.Integer):
+    """Grape's Integer coercion: plain decimal digits with an optional sign."""
+
+    default_error_messages = {"invalid": INVALID}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if not isinstance(value, str) or not re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+            raise self.make_error("invalid")
+        return int(value)
+
+
+class GrapeBoolean(fields.Field):
+    """Grape's Boolean: true/false/1/0/yes/no/t/f in any letter case."""
+
+    default_error_messages = {"invalid": INVALID}
+    _TRUE = {"true", "1", "t", "yes", "y", "on"}
+    _FALSE = {"false", "0", "f", "no", "n", "off"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in self._TRUE:
+            return True
+        if text in self._FALSE:
+            return False
+        raise self.make_error("invalid")
+
+
+class Scope(fields.Field):
+    """``scope``: a status or a list of statuses (and, on the project list, a hash of them).
+
+    Empty strings are dropped: go-gitlab always sends ``scope[]=`` and means no filter.
+    """
+
+    default_error_messages = {"invalid": NOT_VALID_VALUE}
+
+    def __init__(self, *, allow_hash: bool, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.allow_hash = allow_hash
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        if isinstance(value, str):
+            values = [value]
+        elif isinstance(value, list):
+            values = value
+        elif isinstance(value, dict) and self.allow_hash:
+            values = list(value.values())
+        else:
+            raise self.make_error("invalid")
+        values = [v for v in values if v != ""]
+        if any(v not in STATUSES for v in values):
+            raise self.make_error("invalid")
+        return list(dict.fromkeys(values))
+
+
+def one_of(*choices: str) -> validate.OneOf:
+    return validate.OneOf(choices, error=NOT_VALID_VALUE)
+
+
+class PageSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    page = GrapeInteger(load_default=1)
+    per_page = GrapeInteger(load_default=20)
+
+
+class ProjectJobsSchema(PageSchema):
+    scope = Scope(allow_hash=True, load_default=list)
+    pagination = fields.String(load_default="offset", validate=one_of("offset", "keyset"))
+    cursor = fields.String(load_default=None)
+    order_by = fields.String(load_default="id")
+    sort = fields.String(load_default="desc")
+
+
+class PipelineJobsSchema(PageSchema):
+    pipeline_id = GrapeInteger(required=True)
+    scope = Scope(allow_hash=False, load_default=list)
+    include_retried = GrapeBoolean(load_default=False)
+
+
+class PipelinesSchema(PageSchema):
+    scope = fields.String(load_default=None, validate=one_of("running", "pending", "finished", "branches", "tags"))
+    status = fields.String(load_default=None, validate=validate.OneOf(STATUSES, error=NOT_VALID_VALUE))
+    ref = fields.String(load_default=None)
+    sha = fields.String(load_default=None)
+    source = fields.String(load_default=None)
+    username = fields.String(load_default=None)
+    order_by = fields.String(load_default="id", validate=one_of("id", "status", "ref", "updated_at", "user_id"))
+    sort = fields.String(load_default="desc", validate=one_of("asc", "desc"))
+
+
+class ProjectsSchema(PageSchema):
+    order_by = fields.String(load_default="created_at", validate=one_of("id", "name", "path", "created_at", "updated_at", "last_activity_at"))
+    sort = fields.String(load_default="desc", validate=one_of("asc", "desc"))
+    search = fields.String(load_default=None)
+    membership = GrapeBoolean(load_default=False)
+    visibility = fields.String(load_default=None, validate=one_of("private", "internal", "public"))
+    simple = GrapeBoolean(load_default=False)
+
+
+class IdSchema(Schema):
+    """Route parameters that Grape declares as Integer."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    job_id = GrapeInteger()
+    pipeline_id = GrapeInteger()
+
+
+def _problems(messages: Mapping[str, Any], prefix: str = "") -> list[str]:
+    problems = []
+    for name, value in messages.items():
+        if isinstance(value, Mapping):
+            problems.extend(_problems(value, f"{prefix}{name}" if not prefix else f"{prefix}[{name}]"))
+        else:
+            for text in value if isinstance(value, list) else [value]:
+                problems.append(f"{prefix}{name} {text}" if not prefix else f"{prefix}[{name}] {text}")
+    return problems
+
+
+def load(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate with a schema; failures become Grape's 400 ``{"error": ...}``."""
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, Mapping) else {"params": exc.messages}
+        raise ParamError(_problems(messages)) from None
+
+
+def query(request_query: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    try:
+        return parse_query(request_query)
+    except ParamShapeError as exc:
+        raise ParamError([f"{exc.args[0]} is invalid"]) from None

@@ -1,0 +1,25 @@
+"""The route table: every endpoint jobsvc answers, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jobsvc.handlers import jobs, meta, projects
+
+API = "/api/v4"
+
+
+def setup(app: web.Application) -> None:
+    get = app.router.add_get
+    get(API, meta.api_root)
+    get(API + "/", meta.api_root)
+    get(API + "/version", meta.version)
+    get(API + "/user", meta.current_user)
+    get(API + "/job", jobs.get_current_job)
+    get(API + "/projects", projects.list_projects)
+    get(API + "/projects/{id}", projects.get_project)
+    get(API + "/projects/{id}/pipelines", projects.list_pipelines)
+    get(API + "/projects/{id}/pipelines/{pipeline_id}", projects.get_pipeline)
+    get(API + "/projects/{id}/pipelines/{pipeline_id}/jobs", jobs.list_pipeline_jobs)
+    get(API + "/projects/{id}/jobs", jobs.list_project_jobs)
+    get(API + "/projects/{id}/jobs/{job_id}", jobs.get_job)

@@ -1,0 +1,98 @@
+"""jobsvc's settings: one table, read from command-line flags and JOBSVC_* variables.
+
+The README's settings table is checked against SETTINGS by a test, so a new
+setting is added here, with its help text, and then documented there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def parse_url(text: str) -> str:
+    text = text.strip().rstrip("/")
+    if text and not (text.startswith("http://") or text.startswith("https://")):
+        raise ValueError(f"not an http(s) URL: {text!r}")
+    return text
+
+
+def parse_paths(text: str) -> list[str]:
+    return [part for part in text.split(os.pathsep) if part]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    flag_only: bool = False  # a command-line switch with no environment variable
+
+    @property
+    def env(self) -> str:
+        return "JOBSVC_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address to listen on."),
+    Setting("port", 8080, "TCP port to listen on (0 picks a free one).", int),
+    Setting("data_dir", "var", "Directory holding the SQLite database and the file store; created on first start."),
+    Setting("fixtures", [], "Fixture files to load on start (repeat the flag; in the variable, separate with ':').", parse_paths),
+    Setting("demo", False, "Load the built-in demo data; without --data-dir, into a fresh temporary directory.", parse_bool),
+    Setting("external_url", "", "Public base URL for web_url and Link headers; default: the request's own scheme and host.", parse_url),
+    Setting("jobs_rate_limit", 600, "Requests per minute and user to GET /projects/:id/jobs (GitLab's project_jobs_api_rate_limit); 0 disables.", int),
+    Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
+    Setting("log_level", "info", "Logging level: debug, info, warning or error."),
+)
+
+SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass
+class Config:
+    """What the app factory needs; tests build one directly."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    fixtures: list[str] = field(default_factory=list)
+    demo: bool = False
+    external_url: str = ""
+    jobs_rate_limit: int = 600
+    access_log: bool = False
+    log_level: str = "info"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "jobsvc.sqlite3"
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Values of the JOBSVC_* variables that are set, parsed; raises ValueError naming the variable."""
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None:
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{setting.env}: {exc}") from None
+    return values

@@ -1,0 +1,115 @@
+"""The file store: every on-disk path for artifacts and logs comes from here.
+
+Layout under the data directory::
+
+    tmp/<random>.part                   files being written; removed on start
+    artifacts/<job id>/<sha256>.<ext>   job artifact files (archive, metadata, reports)
+    traces/<job id>.log                 job logs (live and archived)
+
+Names come from ids and content hashes, never from client input. A complete
+file appears in one step: write to ``tmp/``, fsync, ``os.replace`` into place,
+fsync the directory; only then does the caller commit the database row that
+points at it (by its *key*, the path relative to the root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_KEY = re.compile(r"\A(?:artifacts/[0-9]+/[0-9a-f]{64}\.[a-z0-9]+(?:\.[a-z0-9]+)?|traces/[0-9]+\.log)\Z")
+_EXTENSIONS = {"zip": "zip", "gzip": "gz", "raw": "raw"}
+
+
+class StoreError(Exception):
+    """A key that the store did not make, or a file that should be there and is not."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str
+    size: int
+    sha256: str
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = root
+        self.tmp = root / "tmp"
+
+    def prepare(self) -> None:
+        """Create the directories and remove what a crash left half-written."""
+        for sub in ("tmp", "artifacts", "traces"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp.glob("*.part"):
+            log.warning("removing unfinished file %s", leftover)
+            leftover.unlink(missing_ok=True)
+
+    def path(self, key: str) -> Path:
+        """The file of a key this store made; anything else is refused."""
+        if not _KEY.match(key):
+            raise StoreError(f"not a store key: {key!r}")
+        return self.root / key
+
+    @staticmethod
+    def artifact_key(job_id: int, sha256: str, file_format: str | None) -> str:
+        return f"artifacts/{int(job_id)}/{sha256}.{_EXTENSIONS.get(file_format or 'raw', 'raw')}"
+
+    @staticmethod
+    def trace_key(job_id: int) -> str:
+        return f"traces/{int(job_id)}.log"
+
+    def _temp_path(self) -> Path:
+        return self.tmp / f"{uuid.uuid4().hex}.part"
+
+    def _install(self, temp: Path, key: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, target)
+        _fsync_dir(target.parent)
+
+    def put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
+        """Store an artifact file (blocking; see ``aput_bytes``)."""
+        digest = hashlib.sha256(data).hexdigest()
+        key = self.artifact_key(job_id, digest, file_format)
+        self._write_whole(key, data)
+        return StoredFile(key, len(data), digest)
+
+    def put_trace(self, job_id: int, data: bytes) -> StoredFile:
+        """Replace a job's whole log (blocking)."""
+        key = self.trace_key(job_id)
+        self._write_whole(key, data)
+        return StoredFile(key, len(data), hashlib.sha256(data).hexdigest())
+
+    def _write_whole(self, key: str, data: bytes) -> None:
+        temp = self._temp_path()
+        try:
+            with open(temp, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._install(temp, key)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    async def aput_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
+        return await asyncio.to_thread(self.put_bytes, job_id, data, file_format)
+
+    def remove(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
