@@ -20,6 +20,7 @@ from jobsvc import errors
 from jobsvc.keys import DB
 from jobsvc.repo import Repository
 from jobsvc.timefmt import today
+from jobsvc.urls import base_url
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -65,17 +66,17 @@ def _job_token(request: web.Request) -> str | None:
     return request.headers.get("JOB-TOKEN") or request.query.get("job_token")
 
 
-def _check_user(user: sqlite3.Row) -> None:
+def _check_user(user: sqlite3.Row, base: str) -> None:
     if user["state"] == "blocked":
         raise errors.forbidden("Your account has been blocked.")
     if user["state"] == "deactivated":
         raise errors.forbidden(
             "Your account has been deactivated by your administrator. Please log back in "
-            "from a web browser to reactivate your account at " + "the instance"
+            "from a web browser to reactivate your account at " + base
         )
 
 
-async def _by_pat(repo: Repository, token: str, method: str) -> Principal:
+async def _by_pat(repo: Repository, token: str, method: str, base: str) -> Principal:
     row = await repo.token_by_digest(digest(token))
     if row is None:
         raise errors.unauthorized()
@@ -86,40 +87,41 @@ async def _by_pat(repo: Repository, token: str, method: str) -> Principal:
     scopes = set(json.loads(row["scopes"]))
     if "api" not in scopes and method not in READ_METHODS:
         raise errors.insufficient_scope("api")
-    _check_user(row)
+    _check_user(row, base)
     return Principal(row)
 
 
-async def _by_job_token(repo: Repository, token: str) -> Principal | None:
+async def _by_job_token(repo: Repository, token: str, base: str) -> Principal | None:
     """The running job a token belongs to; None if it is no job's token."""
     row = await repo.job_by_token_digest(digest(token))
     if row is None:
         return None
     if row["job_status"] != "running" or row["id"] is None:
         raise errors.unauthorized()
-    _check_user(row)
+    _check_user(row, base)
     return Principal(row, job_id=row["job_id"], job_project_id=row["job_project_id"])
 
 
 async def authenticate(request: web.Request, *, job_token_allowed: bool = False) -> Principal | None:
     """The caller, or None when no credentials were sent. Bad credentials raise."""
     repo = Repository(request.app[DB])
+    base = base_url(request)
     bearer = _bearer(request)
     if job_token_allowed:
         job_token = _job_token(request)
         if job_token is not None:
-            principal = await _by_job_token(repo, job_token)
+            principal = await _by_job_token(repo, job_token, base)
             if principal is None:
                 raise errors.unauthorized()
             return principal
         if bearer is not None:
-            principal = await _by_job_token(repo, bearer)
+            principal = await _by_job_token(repo, bearer, base)
             if principal is not None:
                 return principal
     token = _private_token(request) or bearer
     if token is None:
         return None
-    return await _by_pat(repo, token, request.method)
+    return await _by_pat(repo, token, request.method, base)
 
 
 async def require(request: web.Request, *, job_token_allowed: bool = False) -> Principal:

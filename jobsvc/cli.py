@@ -121,7 +121,7 @@ async def _serve(config: Config, banner: bool) -> None:
     try:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
-        sockets = [s for s in (site._server.sockets if site._server else [])]  # noqa: SLF001
+        sockets = [s for s in (site._server.sockets if site._server else [])]
         port = sockets[0].getsockname()[1] if sockets else config.port
         host = config.host if ":" not in config.host else f"[{config.host}]"
         url = f"http://{host}:{port}"

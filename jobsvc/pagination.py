@@ -1,7 +1,8 @@
 """Pagination: GitLab's offset headers and keyset cursors, as pure functions.
 
 Offset (Kaminari as GitLab configures it): ``per_page`` capped at 100, a
-negative one taken as the default, ``page`` below 1 taken as 1. Headers are
+negative one taken as the default (0 is refused earlier, by the schema),
+``page`` below 1 taken as 1. Headers are
 ``X-Per-Page``, ``X-Page``, ``X-Next-Page``, ``X-Prev-Page`` (empty strings
 when there is none) and ``Link``; ``X-Total``/``X-Total-Pages`` and
 ``rel="last"`` only when a count is known, which is never above 10,000 rows.
@@ -52,8 +53,9 @@ def page_of(page: int, per_page: int) -> Page:
     return Page(max(page, 1), min(per_page, MAX_PER_PAGE))
 
 
-def offset_limit_exceeded(page: Page) -> bool:
-    return page.page * page.per_page > MAX_OFFSET
+def offset_limit_exceeded(page: int, per_page: int) -> bool:
+    """GitLab compares the numbers as requested, before Kaminari caps ``per_page``."""
+    return page * per_page > MAX_OFFSET
 
 
 def _encode(value: str) -> str:
@@ -119,14 +121,15 @@ def total_pages_of(total: int, per_page: int) -> int:
 
 
 def encode_cursor(last_id: int) -> str:
+    """GitLab's shape: urlsafe base64 of ``{"id":"123","_kd":"n"}``."""
     raw = json.dumps({"id": str(last_id), "_kd": "n"}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(raw).decode()
 
 
 def decode_cursor(cursor: str) -> int | None:
     """The id a cursor continues after, or None if it is not one of ours."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = base64.urlsafe_b64decode(cursor.rstrip("=") + "=" * (-len(cursor.rstrip("=")) % 4))
         data = json.loads(raw)
         value = int(data["id"])
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):

@@ -128,7 +128,8 @@ class PageSchema(Schema):
         unknown = EXCLUDE
 
     page = GrapeInteger(load_default=1)
-    per_page = GrapeInteger(load_default=20)
+    # PaginationParams: ``except_values: [0]``
+    per_page = GrapeInteger(load_default=20, validate=validate.NoneOf([0], error="has a value not allowed"))
 
 
 class ProjectJobsSchema(PageSchema):

@@ -157,7 +157,9 @@ class Repository:
             where.append("(pr.name LIKE :search ESCAPE '\\' OR pr.path_with_namespace LIKE :search ESCAPE '\\')")
             params["search"] = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         clause = (" WHERE " + " AND ".join(where)) if where else ""
-        column = {"path": "path_with_namespace", "updated_at": "last_activity_at"}.get(order_by, order_by)
+        # GitLab reorders created_at as id
+        column = {"path": "path_with_namespace", "updated_at": "last_activity_at", "created_at": "id"}.get(
+            order_by, order_by)
         direction = "ASC" if sort == "asc" else "DESC"
         rows = await self.db.fetchall(
             PROJECT_ACCESS + clause + f" ORDER BY pr.{column} {direction}, pr.id {direction} LIMIT :limit OFFSET :offset",
@@ -220,6 +222,8 @@ class Repository:
             where.append("p.tag = 0")
         elif scope == "tags":
             where.append("p.tag = 1")
+        if filters.get("source") != "parent_pipeline":
+            where.append("p.parent_id IS NULL")  # child pipelines only when asked for by source
         for name in ("status", "ref", "sha", "source"):
             if filters.get(name) is not None:
                 where.append(f"p.{name} = :{name}")

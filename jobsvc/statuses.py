@@ -13,17 +13,23 @@ BLOCKED = frozenset({"manual", "scheduled"})
 QUEUED = ACTIVE | {"success", "failed", "canceling", "canceled"}
 STARTED = frozenset({"running", "success", "failed", "canceling"})
 FINISHED = frozenset({"success", "failed", "canceled"})  # these carry finished_at
-# allow_failure turns these into "ignored" (Ci::HasStatus::EXCLUDE_IGNORED_STATUSES)
-IGNORABLE = frozenset({"failed", "canceled", "manual"})
+# with allow_failure, these count as "success_with_warnings" and "ignored" (Composite#consume_status)
+PASSED_WITH_WARNINGS = frozenset({"failed", "canceled"})
+IGNORED = frozenset({"manual"})
 
-__all__ = ["STATUSES", "COMPLETED", "ACTIVE", "BLOCKED", "composite"]
+__all__ = ["ACTIVE", "BLOCKED", "COMPLETED", "STATUSES", "composite"]
 
 
 def composite(jobs: Iterable[tuple[str, bool]]) -> str | None:
     """Gitlab::Ci::Status::Composite over (status, allow_failure) pairs; None for no jobs."""
     seen: set[str] = set()
     for status, allow_failure in jobs:
-        seen.add("ignored" if allow_failure and status in IGNORABLE else status)
+        if allow_failure and status in PASSED_WITH_WARNINGS:
+            seen.add("success_with_warnings")
+        elif allow_failure and status in IGNORED:
+            seen.add("ignored")
+        else:
+            seen.add(status)
     if not seen:
         return None
 
@@ -35,15 +41,15 @@ def composite(jobs: Iterable[tuple[str, bool]]) -> str | None:
 
     if only_of("skipped", "ignored"):
         return "skipped"
-    if only_of("success", "skipped", "ignored"):
+    if only_of("success", "skipped", "success_with_warnings", "ignored"):
         return "success"
-    if only_of("created", "ignored"):
+    if only_of("created", "success_with_warnings", "ignored"):
         return "created"
-    if only_of("preparing", "ignored"):
+    if only_of("preparing", "success_with_warnings", "ignored"):
         return "preparing"
-    if only_of("canceled", "success", "skipped", "ignored"):
+    if only_of("canceled", "success", "skipped", "success_with_warnings", "ignored"):
         return "canceled"
-    if only_of("pending", "created", "skipped", "ignored"):
+    if only_of("pending", "created", "skipped", "success_with_warnings", "ignored"):
         return "pending"
     if any_of("running", "pending"):
         return "running"

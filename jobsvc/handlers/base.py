@@ -1,4 +1,4 @@
-"""Small helpers shared by the handlers: JSON responses, base URLs, project lookup."""
+"""Small helpers shared by the handlers: JSON responses, route parameters, project lookup."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from aiohttp import web
 
 from jobsvc import errors
 from jobsvc.auth import Principal
-from jobsvc.keys import CONFIG, DB, EXTERNAL_URL
+from jobsvc.keys import DB
 from jobsvc.params import GrapeInteger
 from jobsvc.policy import Access
 from jobsvc.repo import Repository
+from jobsvc.urls import base_url
+
+__all__ = ["base_url", "find_project", "int_param", "json_response", "repo"]
 
 JSON = "application/json"
 _NUMERIC = re.compile(r"\A-?[0-9]+\Z")
@@ -23,11 +26,6 @@ _NUMERIC = re.compile(r"\A-?[0-9]+\Z")
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
-
-
-def base_url(request: web.Request) -> str:
-    """The external URL if one is configured, else the request's own scheme and host."""
-    return request.app[CONFIG].external_url or request.app[EXTERNAL_URL] or f"{request.scheme}://{request.host}"
 
 
 def repo(request: web.Request) -> Repository:
@@ -38,7 +36,7 @@ def int_param(request: web.Request, name: str) -> int:
     """A route segment that Grape declares as Integer: ``{"error": "job_id is invalid"}`` otherwise."""
     text = request.match_info[name]
     try:
-        return GrapeInteger()._deserialize(text, name, None)  # noqa: SLF001 - same coercion as the schemas
+        return GrapeInteger()._deserialize(text, name, None)
     except Exception:
         raise errors.ParamError([f"{name} is invalid"]) from None
 

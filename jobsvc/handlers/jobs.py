@@ -38,14 +38,14 @@ async def list_project_jobs(request: web.Request) -> web.Response:
         next_after = result.rows[-1]["id"] if result.has_next and result.rows else None
         headers = pagination.keyset_headers(base, request.path, raw_query, page.per_page, next_after)
     else:
-        if pagination.offset_limit_exceeded(page):
+        if pagination.offset_limit_exceeded(query["page"], query["per_page"]):
             raise errors.ApiError(405, {"error": pagination.OFFSET_LIMIT_MESSAGE})
         result = await repo(request).project_jobs(
             project["id"], query["scope"], limit=page.per_page, offset=page.offset
         )
         headers = pagination.offset_headers(
             base, request.path, raw_query, page,
-            has_next=result.has_next and page.per_page > 0,
+            has_next=result.has_next,
             out_of_range=not result.rows and page.page > 1,
             total=None,
         )

@@ -12,7 +12,7 @@ from jobsvc.timefmt import utcnow
 
 def _counted_headers(request: web.Request, page: pagination.Page, rows: int, count: int) -> dict[str, str]:
     total = count if count <= pagination.MAX_COUNT else None
-    has_next = page.per_page > 0 and page.offset + rows < count
+    has_next = page.offset + rows < count
     return pagination.offset_headers(
         base_url(request), request.path, list(request.url.query.items()), page,
         has_next=has_next, out_of_range=rows == 0 and page.page > 1, total=total,
@@ -51,7 +51,7 @@ async def list_pipelines(request: web.Request) -> web.Response:
         project["id"], query, order_by=query["order_by"], sort=query["sort"], limit=page.per_page, offset=page.offset
     )
     base = base_url(request)
-    body = [entities.pipeline_basic(row, base, prefix="") for row in rows]
+    body = [entities.pipeline_basic(row, base, prefix="") | {"name": None} for row in rows]
     return json_response(body, headers=_counted_headers(request, page, len(rows), count))
 
 

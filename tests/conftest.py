@@ -1,0 +1,127 @@
+"""Shared test world: a fixture file every HTTP test loads into a fresh data directory under tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobsvc.app import create_app
+from jobsvc.settings import Config
+
+TOKENS = {
+    "root": "glpat-test-root-0000000",
+    "maintainer": "glpat-test-maint-000000",
+    "developer": "glpat-test-dev-00000000",
+    "reporter": "glpat-test-reporter-000",
+    "guest": "glpat-test-guest-000000",
+    "outsider": "glpat-test-outsider-000",
+    "readonly": "glpat-test-readonly-000",
+    "expired": "glpat-test-expired-0000",
+    "revoked": "glpat-test-revoked-0000",
+    "blocked": "glpat-test-blocked-0000",
+}
+RUNNING_JOB_TOKEN = "glcbt-test-running-job-0000"
+FINISHED_JOB_TOKEN = "glcbt-test-finished-job-000"
+SHA = "0ff3ae198f8601a285adcf5c0fff204ee6fba5fd"
+BIG_PROJECT_JOBS = 25
+
+
+def _user(username: str, uid: int, **extra: Any) -> dict[str, Any]:
+    name = username
+    token: dict[str, Any] = {"token": TOKENS[name]}
+    if name == "readonly":
+        token["scopes"] = ["read_api"]
+    if name == "expired":
+        token["expires_at"] = "2020-01-01"
+    if name == "revoked":
+        token["revoked"] = True
+    user = {"username": name, "id": uid, "name": name.capitalize(), "email": f"{name}@example.com",
+            "created_at": "2015-12-21T13:14:24.077Z", "tokens": [token]}
+    user.update(extra)
+    return user
+
+
+def world() -> dict[str, Any]:
+    users = [
+        _user("root", 1, admin=True, name="Administrator"),
+        _user("maintainer", 2), _user("developer", 3), _user("reporter", 4), _user("guest", 5),
+        _user("outsider", 6), _user("readonly", 7), _user("expired", 8), _user("revoked", 9),
+        _user("blocked", 10, state="blocked"),
+    ]
+    members = [{"user": u, "role": r} for u, r in [
+        ("maintainer", "maintainer"), ("developer", "developer"), ("reporter", "reporter"), ("guest", "guest"),
+        ("readonly", "developer"), ("expired", "developer"), ("revoked", "developer"), ("blocked", "developer")]]
+    commit = {"title": "Test the CI integration.", "message": "Test the CI integration.\n",
+              "author_name": "Administrator", "author_email": "admin@example.com",
+              "created_at": "2015-12-24T16:51:14.000+01:00"}
+    big_jobs = [{"id": 1000 + i, "name": f"job-{i}", "status": "success" if i % 3 else "failed"}
+                for i in range(1, BIG_PROJECT_JOBS + 1)]
+    return {
+        "users": users,
+        "runners": [{"id": 1, "description": "shared-runner-1", "token": "glrt-test-runner-00000",
+                     "tags": ["docker", "linux"], "is_shared": True, "x-note": "ignored"}],
+        "projects": [
+            {
+                "path": "gitlab-org/gitlab-test", "id": 1, "visibility": "private", "public_builds": False,
+                "protected_branches": ["master"], "default_branch": "master", "members": members,
+                "pipelines": [
+                    {"id": 6, "ref": "master", "sha": SHA, "user": "root", "created_at": "2015-12-24T15:50:16.123Z",
+                     "commit": commit, "jobs": [
+                         {"id": 6, "name": "spinach:other", "stage": "test", "status": "failed",
+                          "failure_reason": "script_failure", "runner": 1, "tags": ["linux", "docker"],
+                          "created_at": "2015-12-24T15:51:21.727Z", "queued_at": "2015-12-24T15:51:21.800Z",
+                          "started_at": "2015-12-24T17:54:24.729Z", "finished_at": "2015-12-24T17:54:24.921Z",
+                          "coverage": 97.0},
+                         {"id": 7, "name": "teaspoon", "stage": "test", "status": "failed", "retried": True,
+                          "trace": "old attempt\n"},
+                         {"id": 8, "name": "rubocop", "stage": "test", "status": "success", "runner": 1,
+                          "created_at": "2015-12-24T15:51:21.802Z", "started_at": "2015-12-24T17:54:27.722Z",
+                          "finished_at": "2015-12-24T17:54:27.895Z", "trace": "Running rubocop\nok\n",
+                          "artifacts": {"files": {"out/hello.txt": "hello\n"}, "filename": "artifacts.zip"}},
+                         {"id": 9, "name": "teaspoon", "stage": "test", "status": "success",
+                          "artifacts": {"files": {"a.txt": "a"}, "expire_at": "2016-01-19T09:05:50.355Z"}},
+                         {"id": 10, "name": "deploy", "stage": "deploy", "status": "manual", "when": "manual"},
+                         {"id": 11, "name": "live", "stage": "deploy", "status": "running", "user": "developer",
+                          "token": RUNNING_JOB_TOKEN, "trace": "started\n"},
+                         {"id": 12, "name": "done", "stage": "deploy", "status": "success", "user": "developer",
+                          "token": FINISHED_JOB_TOKEN},
+                     ]},
+                    {"id": 20, "ref": "feature/x", "parent": 6, "source": "parent_pipeline",
+                     "jobs": [{"id": 21, "name": "child", "status": "pending"}]},
+                ],
+            },
+            {"path": "group/sub/public-proj", "id": 2, "visibility": "public", "public_builds": True,
+             "members": [{"user": "developer", "role": "developer"}],
+             "pipelines": [{"id": 30, "ref": "main", "jobs": [{"id": 31, "name": "build", "status": "success"}]}]},
+            {"path": "acme/no-public-builds", "id": 3, "visibility": "public", "public_builds": False,
+             "pipelines": [{"id": 40, "ref": "main", "jobs": [{"id": 41, "name": "build", "status": "success"}]}]},
+            {"path": "acme/internal", "id": 4, "visibility": "internal", "public_builds": True,
+             "pipelines": [{"id": 50, "ref": "main", "jobs": [{"id": 51, "name": "build", "status": "success"}]}]},
+            {"path": "acme/big", "id": 5, "visibility": "private", "members": [{"user": "developer", "role": "developer"}],
+             "pipelines": [{"id": 60, "ref": "main", "jobs": big_jobs}]},
+        ],
+    }
+
+
+@pytest.fixture
+def world_file(tmp_path: Path) -> Path:
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(world(), sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, world_file: Path) -> Config:
+    return Config(data_dir=tmp_path / "var", fixtures=[str(world_file)])
+
+
+@pytest.fixture
+async def client(aiohttp_client, config):
+    return await aiohttp_client(create_app(config))
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"PRIVATE-TOKEN": TOKENS[name]}
