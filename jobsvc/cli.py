@@ -105,6 +105,10 @@ def _demo_banner(url: str) -> str:
             lines.append(f"  {user['username']:<12} {token['token']:<40} {', '.join(notes)}")
             if user["username"] == "root" and root_token is None:
                 root_token = token["token"]
+    job_tokens = [(job["id"], job["token"]) for project in data["projects"] for pipeline in project["pipelines"]
+                  for job in pipeline["jobs"] if job["token"]]
+    for job_id, token in job_tokens:
+        lines.append(f"  CI job token of running job {job_id}: {token}")
     if root_token:
         lines += ["", "Try:", f'  curl -H "PRIVATE-TOKEN: {root_token}" {url}/api/v4/projects/1/jobs/8', ""]
     return "\n".join(lines)
