@@ -125,3 +125,52 @@ async def client(aiohttp_client, config):
 
 def auth(name: str) -> dict[str, str]:
     return {"PRIVATE-TOKEN": TOKENS[name]}
+
+
+class RunningServer:
+    """``jobsvc serve`` in a child process on a free loopback port; stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+        import os
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobsvc", "serve", "--port", "0", *args],
+            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.output: list[str] = []
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if "listening on" in line:
+                self.url = line.split("listening on ")[1].split()[0]
+                return
+        self.stop()
+        raise RuntimeError("jobsvc serve did not start:\n" + "".join(self.output) + self.proc.stderr.read())
+
+    def stop(self) -> int:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def world_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world-server")
+    fixture = folder / "world.yaml"
+    fixture.write_text(yaml.safe_dump(world(), sort_keys=False))
+    server = RunningServer(["--data-dir", str(folder / "var"), "--fixtures", str(fixture)])
+    yield server
+    assert server.stop() == 0
