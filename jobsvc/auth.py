@@ -34,7 +34,7 @@ class Principal:
     """An authenticated caller: a user, acting through a PAT or a running job's token."""
 
     user: sqlite3.Row
-    job_id: int | None = None          # set when authenticated by a job token
+    job_id: int | None = None  # set when authenticated by a job token
     job_project_id: int | None = None
 
     @property
@@ -56,9 +56,7 @@ def _bearer(request: web.Request) -> str | None:
 
 def _private_token(request: web.Request) -> str | None:
     return (
-        request.headers.get("PRIVATE-TOKEN")
-        or request.query.get("private_token")
-        or request.query.get("access_token")
+        request.headers.get("PRIVATE-TOKEN") or request.query.get("private_token") or request.query.get("access_token")
     )
 
 

@@ -80,9 +80,15 @@ def resolve(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, Any]
 
 def _config(values: dict[str, Any]) -> Config:
     return Config(
-        data_dir=Path(values["data_dir"]), host=values["host"], port=values["port"],
-        fixtures=list(values["fixtures"]), demo=values["demo"], external_url=values["external_url"],
-        jobs_rate_limit=values["jobs_rate_limit"], access_log=values["access_log"], log_level=values["log_level"],
+        data_dir=Path(values["data_dir"]),
+        host=values["host"],
+        port=values["port"],
+        fixtures=list(values["fixtures"]),
+        demo=values["demo"],
+        external_url=values["external_url"],
+        jobs_rate_limit=values["jobs_rate_limit"],
+        access_log=values["access_log"],
+        log_level=values["log_level"],
     )
 
 
@@ -105,8 +111,13 @@ def _demo_banner(url: str) -> str:
             lines.append(f"  {user['username']:<12} {token['token']:<40} {', '.join(notes)}")
             if user["username"] == "root" and root_token is None:
                 root_token = token["token"]
-    job_tokens = [(job["id"], job["token"]) for project in data["projects"] for pipeline in project["pipelines"]
-                  for job in pipeline["jobs"] if job["token"]]
+    job_tokens = [
+        (job["id"], job["token"])
+        for project in data["projects"]
+        for pipeline in project["pipelines"]
+        for job in pipeline["jobs"]
+        if job["token"]
+    ]
     for job_id, token in job_tokens:
         lines.append(f"  CI job token of running job {job_id}: {token}")
     if root_token:
@@ -145,8 +156,10 @@ def _check_parser() -> None:
     from aiohttp import http_parser
 
     if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
-        raise CliError("aiohttp's C HTTP parser is not available (AIOHTTP_NO_EXTENSIONS set, or no wheel); "
-                       "refusing to serve with the pure-Python parser")
+        raise CliError(
+            "aiohttp's C HTTP parser is not available (AIOHTTP_NO_EXTENSIONS set, or no wheel); "
+            "refusing to serve with the pure-Python parser"
+        )
 
 
 def serve(values: dict[str, Any], data_dir_given: bool) -> int:
@@ -197,8 +210,14 @@ async def _create_token(data_dir: Path, username: str, scope: str, name: str, ex
         await tx.execute(
             """INSERT INTO personal_access_tokens (user_id, name, digest, scopes, expires_at, created_at)
                VALUES (?, ?, ?, ?, ?, ?)""",
-            (user[0], name, auth.digest(token), json.dumps([scope]),
-             expires_at.isoformat() if expires_at else None, now_iso()),
+            (
+                user[0],
+                name,
+                auth.digest(token),
+                json.dumps([scope]),
+                expires_at.isoformat() if expires_at else None,
+                now_iso(),
+            ),
         )
 
     try:
@@ -216,8 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = resolve(args, environ)
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=str(values["log_level"]).upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=str(values["log_level"]).upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     data_dir_given = getattr(args, "data_dir", None) is not None or "JOBSVC_DATA_DIR" in environ
     try:
         if args.command == "serve":
@@ -226,8 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(asyncio.run(_load(Path(values["data_dir"]), args.file)))
             return 0
         if args.command == "token":
-            token = asyncio.run(_create_token(Path(values["data_dir"]), args.username, args.scope, args.name,
-                                              args.expires_at))
+            token = asyncio.run(
+                _create_token(Path(values["data_dir"]), args.username, args.scope, args.name, args.expires_at)
+            )
             print(token)
             return 0
     except fixtures.FixtureError as exc:

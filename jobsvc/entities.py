@@ -162,10 +162,21 @@ def job(row: sqlite3.Row, base: str, now: datetime) -> dict[str, Any]:
     return entity
 
 
-_STATUS_TEXT = {"success": "passed", "failed": "failed", "running": "running", "pending": "pending",
-                "canceled": "canceled", "canceling": "canceling", "skipped": "skipped", "manual": "manual",
-                "created": "created", "scheduled": "scheduled", "preparing": "preparing",
-                "waiting_for_resource": "waiting", "waiting_for_callback": "waiting"}
+_STATUS_TEXT = {
+    "success": "passed",
+    "failed": "failed",
+    "running": "running",
+    "pending": "pending",
+    "canceled": "canceled",
+    "canceling": "canceling",
+    "skipped": "skipped",
+    "manual": "manual",
+    "created": "created",
+    "scheduled": "scheduled",
+    "preparing": "preparing",
+    "waiting_for_resource": "waiting",
+    "waiting_for_callback": "waiting",
+}
 
 
 def detailed_status(status: str, details_path: str) -> dict[str, Any]:
@@ -188,20 +199,22 @@ def pipeline(row: sqlite3.Row, base: str, now: datetime) -> dict[str, Any]:
     entity = pipeline_basic(row, base, prefix="")
     started, finished = row["started_at"], row["finished_at"]
     duration = seconds_between(started, finished, now) if finished else None
-    entity.update({
-        "before_sha": row["before_sha"],
-        "tag": bool(row["tag"]),
-        "yaml_errors": None,
-        "user": user(row, base),
-        "started_at": started,
-        "finished_at": finished,
-        "committed_at": None,
-        "duration": int(duration) if duration is not None else None,
-        "queued_duration": None,
-        "coverage": f"{row['coverage']:.2f}" if row["coverage"] is not None else None,
-        "detailed_status": detailed_status(row["status"], f"/{row['pr_path']}/-/pipelines/{row['id']}"),
-        "archived": False,
-    })
+    entity.update(
+        {
+            "before_sha": row["before_sha"],
+            "tag": bool(row["tag"]),
+            "yaml_errors": None,
+            "user": user(row, base),
+            "started_at": started,
+            "finished_at": finished,
+            "committed_at": None,
+            "duration": int(duration) if duration is not None else None,
+            "queued_duration": None,
+            "coverage": f"{row['coverage']:.2f}" if row["coverage"] is not None else None,
+            "detailed_status": detailed_status(row["status"], f"/{row['pr_path']}/-/pipelines/{row['id']}"),
+            "archived": False,
+        }
+    )
     return entity
 
 
@@ -257,31 +270,33 @@ def project(row: sqlite3.Row, base: str, access_level: int | None = None, simple
     if simple:
         return entity
     api = f"{base}/api/v4/projects/{row['id']}"
-    entity.update({
-        "_links": {
-            "self": api,
-            "issues": f"{api}/issues",
-            "merge_requests": f"{api}/merge_requests",
-            "repo_branches": f"{api}/repository/branches",
-            "labels": f"{api}/labels",
-            "events": f"{api}/events",
-            "members": f"{api}/members",
-            "cluster_agents": f"{api}/cluster_agents",
-        },
-        "empty_repo": False,
-        "archived": False,
-        "resolve_outdated_diff_discussions": False,
-        "jobs_enabled": True,
-        "builds_access_level": "enabled",
-        "public_jobs": bool(row["public_builds"]),
-        "shared_runners_enabled": True,
-        "ci_job_token_scope_enabled": bool(row["ci_job_token_scope_enabled"]),
-        "ci_config_path": None,
-        "permissions": {
-            "project_access": {"access_level": access_level, "notification_level": 3} if access_level else None,
-            "group_access": None,
-        },
-    })
+    entity.update(
+        {
+            "_links": {
+                "self": api,
+                "issues": f"{api}/issues",
+                "merge_requests": f"{api}/merge_requests",
+                "repo_branches": f"{api}/repository/branches",
+                "labels": f"{api}/labels",
+                "events": f"{api}/events",
+                "members": f"{api}/members",
+                "cluster_agents": f"{api}/cluster_agents",
+            },
+            "empty_repo": False,
+            "archived": False,
+            "resolve_outdated_diff_discussions": False,
+            "jobs_enabled": True,
+            "builds_access_level": "enabled",
+            "public_jobs": bool(row["public_builds"]),
+            "shared_runners_enabled": True,
+            "ci_job_token_scope_enabled": bool(row["ci_job_token_scope_enabled"]),
+            "ci_config_path": None,
+            "permissions": {
+                "project_access": {"access_level": access_level, "notification_level": 3} if access_level else None,
+                "group_access": None,
+            },
+        }
+    )
     return entity
 
 
@@ -289,23 +304,25 @@ def current_user(row: sqlite3.Row, base: str, now: datetime) -> dict[str, Any]:
     """``GET /user``: API::Entities::UserPublic, plus ``is_admin`` for an admin."""
     entity = user(row, base, prefix="")
     assert entity is not None
-    entity.update({
-        "last_sign_in_at": None,
-        "confirmed_at": row["created_at"],
-        "last_activity_on": now.date().isoformat(),
-        "email": row["email"],
-        "theme_id": 1,
-        "color_scheme_id": 1,
-        "projects_limit": 100000,
-        "current_sign_in_at": None,
-        "identities": [],
-        "can_create_group": True,
-        "can_create_project": True,
-        "two_factor_enabled": False,
-        "external": False,
-        "private_profile": False,
-        "commit_email": row["email"],
-    })
+    entity.update(
+        {
+            "last_sign_in_at": None,
+            "confirmed_at": row["created_at"],
+            "last_activity_on": now.date().isoformat(),
+            "email": row["email"],
+            "theme_id": 1,
+            "color_scheme_id": 1,
+            "projects_limit": 100000,
+            "current_sign_in_at": None,
+            "identities": [],
+            "can_create_group": True,
+            "can_create_project": True,
+            "two_factor_enabled": False,
+            "external": False,
+            "private_profile": False,
+            "commit_email": row["email"],
+        }
+    )
     if row["admin"]:
         entity["is_admin"] = True
     return entity

@@ -99,10 +99,7 @@ def invalid_token(reason: str) -> ApiError:
 
 def insufficient_scope(required: str = "api") -> ApiError:
     description = "The request requires higher privileges than provided by the access token."
-    header = (
-        f'Bearer realm="", error="insufficient_scope", error_description="{description}", '
-        f'scope="{required}"'
-    )
+    header = f'Bearer realm="", error="insufficient_scope", error_description="{description}", scope="{required}"'
     return ApiError(
         403,
         {"error": "insufficient_scope", "error_description": description, "scope": required},

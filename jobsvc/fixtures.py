@@ -111,8 +111,11 @@ _TOKEN = validate.Regexp(r"\A[\x21-\x7e]{8,}\Z", error="Must be 8 or more printa
 class TokenSchema(StrictSchema):
     token = fields.String(required=True, validate=_TOKEN)
     name = fields.String(load_default="default")
-    scopes = fields.List(fields.String(validate=validate.OneOf(["api", "read_api"])), load_default=lambda: ["api"],
-                         validate=validate.Length(min=1))
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf(["api", "read_api"])),
+        load_default=lambda: ["api"],
+        validate=validate.Length(min=1),
+    )
     expires_at = DateOrTimestamp(load_default=None, allow_none=True)
     revoked = fields.Boolean(load_default=False)
 
@@ -168,8 +171,9 @@ class JobSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     stage = fields.String(load_default="test")
     status = fields.String(load_default="success", validate=validate.OneOf(STATUSES))
-    when = fields.String(load_default="on_success",
-                         validate=validate.OneOf(["on_success", "on_failure", "always", "manual", "delayed"]))
+    when = fields.String(
+        load_default="on_success", validate=validate.OneOf(["on_success", "on_failure", "always", "manual", "delayed"])
+    )
     allow_failure = fields.Boolean(load_default=None, allow_none=True)
     failure_reason = _text()
     coverage = fields.Float(load_default=None, allow_none=True)
@@ -231,9 +235,13 @@ class MemberSchema(StrictSchema):
 
 
 class ProjectSchema(StrictSchema):
-    path = fields.String(required=True, validate=validate.Regexp(
-        r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+\Z",
-        error="Must be a full path such as group/project."))
+    path = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+\Z",
+            error="Must be a full path such as group/project.",
+        ),
+    )
     id = _id()
     name = _text()
     description = _text()
@@ -340,7 +348,9 @@ def _check_internal(fixture: Fixture) -> None:
                 continue
             value = value.lower() if fold and isinstance(value, str) else value
             if value in seen:
-                problems.append(f"{where}[{index}].{key}: {item.get(key)!r} is given twice (also {where}[{seen[value]}])")
+                problems.append(
+                    f"{where}[{index}].{key}: {item.get(key)!r} is given twice (also {where}[{seen[value]}])"
+                )
             seen[value] = index
 
     unique(data["users"], "username", "users", fold=True)
@@ -349,7 +359,8 @@ def _check_internal(fixture: Fixture) -> None:
     unique(data["projects"], "path", "projects", fold=True)
     unique(data["projects"], "id", "projects")
     tokens = [dict(token=t["token"]) for u in data["users"] for t in u["tokens"]] + [
-        dict(token=r["token"]) for r in data["runners"] if r["token"]]
+        dict(token=r["token"]) for r in data["runners"] if r["token"]
+    ]
     unique(tokens, "token", "tokens")
     pipeline_ids: dict[int, str] = {}
     job_ids: dict[int, str] = {}
@@ -358,7 +369,9 @@ def _check_internal(fixture: Fixture) -> None:
             where = f"projects[{p_index}].pipelines[{l_index}]"
             if pipeline["id"] is not None:
                 if pipeline["id"] in pipeline_ids:
-                    problems.append(f"{where}.id: {pipeline['id']} is given twice (also {pipeline_ids[pipeline['id']]})")
+                    problems.append(
+                        f"{where}.id: {pipeline['id']} is given twice (also {pipeline_ids[pipeline['id']]})"
+                    )
                 pipeline_ids[pipeline["id"]] = where
             for j_index, job in enumerate(pipeline["jobs"]):
                 jwhere = f"{where}.jobs[{j_index}]"
@@ -406,8 +419,10 @@ class LoadSummary:
     def __str__(self) -> str:
         if self.skipped:
             return f"{self.name}: already loaded, skipped"
-        return (f"{self.name}: loaded {self.users} users, {self.runners} runners, {self.projects} projects, "
-                f"{self.pipelines} pipelines, {self.jobs} jobs")
+        return (
+            f"{self.name}: loaded {self.users} users, {self.runners} runners, {self.projects} projects, "
+            f"{self.pipelines} pipelines, {self.jobs} jobs"
+        )
 
 
 def _utc(moment: datetime | None) -> str | None:
@@ -505,22 +520,28 @@ class _Loader:
         data = self.fixture.data
         await self._clashes("users", [(u["id"], f"users[{i}]") for i, u in enumerate(data["users"]) if u["id"]])
         await self._clashes("runners", [(r["id"], f"runners[{i}]") for i, r in enumerate(data["runners"]) if r["id"]])
-        await self._clashes("projects", [(p["id"], f"projects[{i}]") for i, p in enumerate(data["projects"]) if p["id"]])
+        await self._clashes(
+            "projects", [(p["id"], f"projects[{i}]") for i, p in enumerate(data["projects"]) if p["id"]]
+        )
         pipelines, jobs = [], []
         for pi, project in enumerate(data["projects"]):
             for li, pipeline in enumerate(project["pipelines"]):
                 if pipeline["id"]:
                     pipelines.append((pipeline["id"], f"projects[{pi}].pipelines[{li}]"))
-                jobs += [(job["id"], f"projects[{pi}].pipelines[{li}].jobs[{ji}]")
-                         for ji, job in enumerate(pipeline["jobs"]) if job["id"]]
+                jobs += [
+                    (job["id"], f"projects[{pi}].pipelines[{li}].jobs[{ji}]")
+                    for ji, job in enumerate(pipeline["jobs"])
+                    if job["id"]
+                ]
         await self._clashes("pipelines", pipelines)
         await self._clashes("jobs", jobs)
         for index, user in enumerate(data["users"]):
             if await self.tx.fetchone("SELECT 1 FROM users WHERE username = ?", (user["username"],)):
                 self.problems.append(f"users[{index}].username: {user['username']!r} already exists in the database")
             for t_index, token in enumerate(user["tokens"]):
-                if await self.tx.fetchone("SELECT 1 FROM personal_access_tokens WHERE digest = ?",
-                                          (auth.digest(token["token"]),)):
+                if await self.tx.fetchone(
+                    "SELECT 1 FROM personal_access_tokens WHERE digest = ?", (auth.digest(token["token"]),)
+                ):
                     self.problems.append(f"users[{index}].tokens[{t_index}].token: already exists in the database")
         for index, project in enumerate(data["projects"]):
             if await self.tx.fetchone("SELECT 1 FROM projects WHERE path_with_namespace = ?", (project["path"],)):
@@ -547,18 +568,39 @@ class _Loader:
                 """INSERT INTO users (id, username, name, email, state, admin, avatar_url, bio, location,
                        public_email, linkedin, twitter, website_url, organization, job_title, created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (user_id, user["username"], user["name"] or user["username"], user["email"], user["state"],
-                 int(user["admin"]), user["avatar_url"], user["bio"] or "", user["location"] or "",
-                 user["public_email"], user["linkedin"] or "", user["twitter"] or "", user["website_url"] or "",
-                 user["organization"] or "", user["job_title"] or "", _utc(user["created_at"] or self.now)),
+                (
+                    user_id,
+                    user["username"],
+                    user["name"] or user["username"],
+                    user["email"],
+                    user["state"],
+                    int(user["admin"]),
+                    user["avatar_url"],
+                    user["bio"] or "",
+                    user["location"] or "",
+                    user["public_email"],
+                    user["linkedin"] or "",
+                    user["twitter"] or "",
+                    user["website_url"] or "",
+                    user["organization"] or "",
+                    user["job_title"] or "",
+                    _utc(user["created_at"] or self.now),
+                ),
             )
             for token in user["tokens"]:
                 await self.tx.execute(
-                    """INSERT INTO personal_access_tokens (user_id, name, digest, scopes, expires_at, revoked, created_at)
+                    """INSERT INTO personal_access_tokens
+                           (user_id, name, digest, scopes, expires_at, revoked, created_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                    (user_id, token["name"], auth.digest(token["token"]), json.dumps(token["scopes"]),
-                     token["expires_at"].isoformat() if token["expires_at"] else None, int(token["revoked"]),
-                     format_utc(self.now)),
+                    (
+                        user_id,
+                        token["name"],
+                        auth.digest(token["token"]),
+                        json.dumps(token["scopes"]),
+                        token["expires_at"].isoformat() if token["expires_at"] else None,
+                        int(token["revoked"]),
+                        format_utc(self.now),
+                    ),
                 )
             self.summary.users += 1
 
@@ -587,25 +629,39 @@ class _Loader:
                 """INSERT INTO projects (id, path_with_namespace, name, description, visibility, public_builds,
                        ci_job_token_scope_enabled, default_branch, ci_config, created_at, last_activity_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (project_id, project["path"], project["name"] or project["path"].rsplit("/", 1)[1],
-                 project["description"], project["visibility"], int(project["public_builds"]),
-                 int(project["ci_job_token_scope_enabled"]), project["default_branch"], project["ci_config"],
-                 now, now),
+                (
+                    project_id,
+                    project["path"],
+                    project["name"] or project["path"].rsplit("/", 1)[1],
+                    project["description"],
+                    project["visibility"],
+                    int(project["public_builds"]),
+                    int(project["ci_job_token_scope_enabled"]),
+                    project["default_branch"],
+                    project["ci_config"],
+                    now,
+                    now,
+                ),
             )
             for branch in dict.fromkeys(project["protected_branches"]):
-                await self.tx.execute("INSERT INTO protected_branches (project_id, name) VALUES (?, ?)",
-                                      (project_id, branch))
+                await self.tx.execute(
+                    "INSERT INTO protected_branches (project_id, name) VALUES (?, ?)", (project_id, branch)
+                )
             seen: set[int] = set()
             for m_index, member in enumerate(project["members"]):
                 user_id = await self._user_id(member["user"], f"projects[{index}].members[{m_index}].user")
                 if user_id is None:
                     continue
                 if user_id in seen:
-                    self.problems.append(f"projects[{index}].members[{m_index}].user: {member['user']!r} is listed twice")
+                    self.problems.append(
+                        f"projects[{index}].members[{m_index}].user: {member['user']!r} is listed twice"
+                    )
                     continue
                 seen.add(user_id)
-                await self.tx.execute("INSERT INTO members (project_id, user_id, access_level) VALUES (?, ?, ?)",
-                                      (project_id, user_id, ROLES[member["role"]]))
+                await self.tx.execute(
+                    "INSERT INTO members (project_id, user_id, access_level) VALUES (?, ?, ?)",
+                    (project_id, user_id, ROLES[member["role"]]),
+                )
             self.summary.projects += 1
 
     async def _runners(self, runners: list[dict[str, Any]]) -> None:
@@ -616,18 +672,27 @@ class _Loader:
             if runner["description"]:
                 self.runners[runner["description"]] = runner_id
             await self.tx.execute(
-                """INSERT INTO runners (id, description, token_digest, tags, run_untagged, paused, is_shared, created_at)
+                """INSERT INTO runners
+                       (id, description, token_digest, tags, run_untagged, paused, is_shared, created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (runner_id, runner["description"], auth.digest(runner["token"]) if runner["token"] else None,
-                 json.dumps(sorted(set(runner["tags"]))), int(runner["run_untagged"]), int(runner["paused"]),
-                 int(runner["is_shared"]), format_utc(self.now)),
+                (
+                    runner_id,
+                    runner["description"],
+                    auth.digest(runner["token"]) if runner["token"] else None,
+                    json.dumps(sorted(set(runner["tags"]))),
+                    int(runner["run_untagged"]),
+                    int(runner["paused"]),
+                    int(runner["is_shared"]),
+                    format_utc(self.now),
+                ),
             )
             for p_index, ref in enumerate(runner["projects"]):
                 project_id = await self._project_id(ref, f"runners[{index}].projects[{p_index}]")
                 if project_id is not None:
                     await self.tx.execute(
                         "INSERT OR IGNORE INTO runner_projects (runner_id, project_id) VALUES (?, ?)",
-                        (runner_id, project_id))
+                        (runner_id, project_id),
+                    )
             self.summary.runners += 1
 
     async def _runner_id(self, ref: int | str | None, where: str) -> int | None:
@@ -645,8 +710,9 @@ class _Loader:
     async def _pipelines(self, p_index: int, project: dict[str, Any]) -> None:
         project_id = project["_id"]
         explicit_pipelines = [p["id"] for pr in self.fixture.data["projects"] for p in pr["pipelines"] if p["id"]]
-        explicit_jobs = [j["id"] for pr in self.fixture.data["projects"] for p in pr["pipelines"]
-                         for j in p["jobs"] if j["id"]]
+        explicit_jobs = [
+            j["id"] for pr in self.fixture.data["projects"] for p in pr["pipelines"] for j in p["jobs"] if j["id"]
+        ]
         row = await self.tx.fetchone("SELECT COALESCE(MAX(iid), 0) FROM pipelines WHERE project_id = ?", (project_id,))
         next_iid = max([row[0] if row else 0, *[p["iid"] for p in project["pipelines"] if p["iid"]]]) + 1
         parents: list[tuple[int, int, str]] = []
@@ -676,10 +742,23 @@ class _Loader:
                 """INSERT INTO pipelines (id, iid, project_id, ref, sha, before_sha, tag, source, status, user_id,
                        artifacts_locked, created_at, updated_at, started_at, finished_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (pipeline_id, iid, project_id, ref, sha, pipeline["before_sha"] or "0" * 40, int(pipeline["tag"]),
-                 pipeline["source"], status, user_id, int(pipeline["artifacts_locked"]), _utc(created),
-                 _utc(max(moments)), _utc(min(started)) if started else None,
-                 _utc(max(finished)) if finished and status in FINISHED | {"skipped"} else None),
+                (
+                    pipeline_id,
+                    iid,
+                    project_id,
+                    ref,
+                    sha,
+                    pipeline["before_sha"] or "0" * 40,
+                    int(pipeline["tag"]),
+                    pipeline["source"],
+                    status,
+                    user_id,
+                    int(pipeline["artifacts_locked"]),
+                    _utc(created),
+                    _utc(max(moments)),
+                    _utc(min(started)) if started else None,
+                    _utc(max(finished)) if finished and status in FINISHED | {"skipped"} else None,
+                ),
             )
             if pipeline["parent"] is not None:
                 parents.append((pipeline_id, pipeline["parent"], f"{where}.parent"))
@@ -711,15 +790,32 @@ class _Loader:
             """INSERT OR IGNORE INTO commits (project_id, sha, title, message, author_name, author_email,
                    authored_date, committer_name, committer_email, committed_date, created_at, parent_ids)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (project_id, sha, title, commit.get("message") or title, author, email,
-             format_with_offset(commit.get("authored_date") or date_),
-             commit.get("committer_name") or author, commit.get("committer_email") or email,
-             format_with_offset(commit.get("committed_date") or date_), format_with_offset(date_),
-             json.dumps(commit.get("parent_ids") or [])),
+            (
+                project_id,
+                sha,
+                title,
+                commit.get("message") or title,
+                author,
+                email,
+                format_with_offset(commit.get("authored_date") or date_),
+                commit.get("committer_name") or author,
+                commit.get("committer_email") or email,
+                format_with_offset(commit.get("committed_date") or date_),
+                format_with_offset(date_),
+                json.dumps(commit.get("parent_ids") or []),
+            ),
         )
 
-    async def _job(self, job_id: int, project_id: int, pipeline_id: int, job: dict[str, Any],
-                   times: dict[str, datetime | None], pipeline_user: int | None, where: str) -> None:
+    async def _job(
+        self,
+        job_id: int,
+        project_id: int,
+        pipeline_id: int,
+        job: dict[str, Any],
+        times: dict[str, datetime | None],
+        pipeline_user: int | None,
+        where: str,
+    ) -> None:
         user_id = await self._user_id(job["user"], f"{where}.user") if job["user"] else pipeline_user
         runner_id = await self._runner_id(job["runner"], f"{where}.runner")
         status = job["status"]
@@ -732,13 +828,33 @@ class _Loader:
                    failure_reason, coverage, user_id, runner_id, retried, token_digest, script, variables, tags,
                    created_at, updated_at, queued_at, started_at, finished_at, erased_at, artifacts_expire_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (job_id, project_id, pipeline_id, job["name"], job["stage"], 0, status, job["when"],
-             int(self._allow_failure(job)), failure_reason, job["coverage"], user_id, runner_id,
-             int(job["retried"]), auth.digest(job["token"]) if job["token"] else None,
-             json.dumps(job["script"]), json.dumps({k: str(v) for k, v in job["variables"].items()}),
-             json.dumps(sorted(set(job["tags"]))), _utc(times["created_at"]), _utc(updated),
-             _utc(times["queued_at"]), _utc(times["started_at"]), _utc(times["finished_at"]),
-             _utc(job["erased_at"]), expire_at),
+            (
+                job_id,
+                project_id,
+                pipeline_id,
+                job["name"],
+                job["stage"],
+                0,
+                status,
+                job["when"],
+                int(self._allow_failure(job)),
+                failure_reason,
+                job["coverage"],
+                user_id,
+                runner_id,
+                int(job["retried"]),
+                auth.digest(job["token"]) if job["token"] else None,
+                json.dumps(job["script"]),
+                json.dumps({k: str(v) for k, v in job["variables"].items()}),
+                json.dumps(sorted(set(job["tags"]))),
+                _utc(times["created_at"]),
+                _utc(updated),
+                _utc(times["queued_at"]),
+                _utc(times["started_at"]),
+                _utc(times["finished_at"]),
+                _utc(job["erased_at"]),
+                expire_at,
+            ),
         )
         await self._trace(job_id, project_id, job, where)
         if artifacts:
@@ -763,8 +879,9 @@ class _Loader:
                 (job_id, project_id, stored.size, stored.sha256, stored.key, format_utc(self.now)),
             )
 
-    async def _archive(self, job_id: int, project_id: int, artifacts: Mapping[str, Any],
-                       expire_at: str | None, where: str) -> None:
+    async def _archive(
+        self, job_id: int, project_id: int, artifacts: Mapping[str, Any], expire_at: str | None, where: str
+    ) -> None:
         if artifacts["files"] is not None:
             content = zip_files(artifacts["files"])
         elif artifacts["dir"] is not None:
@@ -783,8 +900,17 @@ class _Loader:
         await self.tx.execute(
             """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
                    store_key, locked, expire_at, created_at) VALUES (?, ?, 'archive', 'zip', ?, ?, ?, ?, ?, ?, ?)""",
-            (job_id, project_id, artifacts["filename"], stored.size, stored.sha256, stored.key,
-             int(artifacts["locked"]), expire_at, format_utc(self.now)),
+            (
+                job_id,
+                project_id,
+                artifacts["filename"],
+                stored.size,
+                stored.sha256,
+                stored.key,
+                int(artifacts["locked"]),
+                expire_at,
+                format_utc(self.now),
+            ),
         )
 
 

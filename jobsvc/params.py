@@ -17,8 +17,19 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from jobsvc.errors import ParamError
 
 STATUSES = (
-    "created", "waiting_for_resource", "preparing", "waiting_for_callback", "pending", "running",
-    "success", "failed", "canceling", "canceled", "skipped", "manual", "scheduled",
+    "created",
+    "waiting_for_resource",
+    "preparing",
+    "waiting_for_callback",
+    "pending",
+    "running",
+    "success",
+    "failed",
+    "canceling",
+    "canceled",
+    "skipped",
+    "manual",
+    "scheduled",
 )
 
 _BRACKETS = re.compile(r"\A([^\[\]]+)\[([^\[\]]*)\]\Z")
@@ -158,7 +169,9 @@ class PipelinesSchema(PageSchema):
 
 
 class ProjectsSchema(PageSchema):
-    order_by = fields.String(load_default="created_at", validate=one_of("id", "name", "path", "created_at", "updated_at", "last_activity_at"))
+    order_by = fields.String(
+        load_default="created_at", validate=one_of("id", "name", "path", "created_at", "updated_at", "last_activity_at")
+    )
     sort = fields.String(load_default="desc", validate=one_of("asc", "desc"))
     search = fields.String(load_default=None)
     membership = GrapeBoolean(load_default=False)

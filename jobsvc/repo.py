@@ -122,9 +122,7 @@ class Repository:
     # --- projects ----------------------------------------------------------
 
     async def project_by_id(self, project_id: int, user_id: int | None) -> sqlite3.Row | None:
-        return await self.db.fetchone(
-            PROJECT_ACCESS + " WHERE pr.id = :id", {"id": project_id, "user_id": user_id}
-        )
+        return await self.db.fetchone(PROJECT_ACCESS + " WHERE pr.id = :id", {"id": project_id, "user_id": user_id})
 
     async def project_by_path(self, path: str, user_id: int | None) -> sqlite3.Row | None:
         return await self.db.fetchone(
@@ -138,8 +136,17 @@ class Repository:
         return [row["name"] for row in rows]
 
     async def visible_projects(
-        self, *, user_id: int | None, admin: bool, membership: bool, visibility: str | None,
-        search: str | None, order_by: str, sort: str, limit: int, offset: int,
+        self,
+        *,
+        user_id: int | None,
+        admin: bool,
+        membership: bool,
+        visibility: str | None,
+        search: str | None,
+        order_by: str,
+        sort: str,
+        limit: int,
+        offset: int,
     ) -> tuple[list[sqlite3.Row], int]:
         """A page of the projects a caller can see, and their number (capped above 10,000)."""
         where, params = [], {"user_id": user_id}
@@ -159,10 +166,13 @@ class Repository:
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         # GitLab reorders created_at as id
         column = {"path": "path_with_namespace", "updated_at": "last_activity_at", "created_at": "id"}.get(
-            order_by, order_by)
+            order_by, order_by
+        )
         direction = "ASC" if sort == "asc" else "DESC"
         rows = await self.db.fetchall(
-            PROJECT_ACCESS + clause + f" ORDER BY pr.{column} {direction}, pr.id {direction} LIMIT :limit OFFSET :offset",
+            PROJECT_ACCESS
+            + clause
+            + f" ORDER BY pr.{column} {direction}, pr.id {direction} LIMIT :limit OFFSET :offset",
             {**params, "limit": limit, "offset": offset},
         )
         count = await self.db.fetchone(

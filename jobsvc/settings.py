@@ -54,10 +54,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on."),
     Setting("port", 8080, "TCP port to listen on (0 picks a free one).", int),
     Setting("data_dir", "var", "Directory holding the SQLite database and the file store; created on first start."),
-    Setting("fixtures", [], "Fixture files to load on start (repeat the flag; in the variable, separate with ':').", parse_paths),
-    Setting("demo", False, "Load the built-in demo data; without --data-dir, into a fresh temporary directory.", parse_bool),
-    Setting("external_url", "", "Public base URL for web_url and Link headers; default: the request's own scheme and host.", parse_url),
-    Setting("jobs_rate_limit", 600, "Requests per minute and user to GET /projects/:id/jobs (GitLab's project_jobs_api_rate_limit); 0 disables.", int),
+    Setting(
+        "fixtures",
+        [],
+        "Fixture files to load on start (repeat the flag; in the variable, separate with ':').",
+        parse_paths,
+    ),
+    Setting(
+        "demo", False, "Load the built-in demo data; without --data-dir, into a fresh temporary directory.", parse_bool
+    ),
+    Setting(
+        "external_url",
+        "",
+        "Public base URL for web_url and Link headers; default: the request's own scheme and host.",
+        parse_url,
+    ),
+    Setting(
+        "jobs_rate_limit",
+        600,
+        "Requests per minute and user to GET /projects/:id/jobs (GitLab's project_jobs_api_rate_limit); 0 disables.",
+        int,
+    ),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
     Setting("log_level", "info", "Logging level: debug, info, warning or error."),
 )

@@ -38,8 +38,14 @@ def _user(username: str, uid: int, **extra: Any) -> dict[str, Any]:
         token["expires_at"] = "2020-01-01"
     if name == "revoked":
         token["revoked"] = True
-    user = {"username": name, "id": uid, "name": name.capitalize(), "email": f"{name}@example.com",
-            "created_at": "2015-12-21T13:14:24.077Z", "tokens": [token]}
+    user = {
+        "username": name,
+        "id": uid,
+        "name": name.capitalize(),
+        "email": f"{name}@example.com",
+        "created_at": "2015-12-21T13:14:24.077Z",
+        "tokens": [token],
+    }
     user.update(extra)
     return user
 
@@ -47,61 +53,169 @@ def _user(username: str, uid: int, **extra: Any) -> dict[str, Any]:
 def world() -> dict[str, Any]:
     users = [
         _user("root", 1, admin=True, name="Administrator"),
-        _user("maintainer", 2), _user("developer", 3), _user("reporter", 4), _user("guest", 5),
-        _user("outsider", 6), _user("readonly", 7), _user("expired", 8), _user("revoked", 9),
+        _user("maintainer", 2),
+        _user("developer", 3),
+        _user("reporter", 4),
+        _user("guest", 5),
+        _user("outsider", 6),
+        _user("readonly", 7),
+        _user("expired", 8),
+        _user("revoked", 9),
         _user("blocked", 10, state="blocked"),
     ]
-    members = [{"user": u, "role": r} for u, r in [
-        ("maintainer", "maintainer"), ("developer", "developer"), ("reporter", "reporter"), ("guest", "guest"),
-        ("readonly", "developer"), ("expired", "developer"), ("revoked", "developer"), ("blocked", "developer")]]
-    commit = {"title": "Test the CI integration.", "message": "Test the CI integration.\n",
-              "author_name": "Administrator", "author_email": "admin@example.com",
-              "created_at": "2015-12-24T16:51:14.000+01:00"}
-    big_jobs = [{"id": 1000 + i, "name": f"job-{i}", "status": "success" if i % 3 else "failed"}
-                for i in range(1, BIG_PROJECT_JOBS + 1)]
+    members = [
+        {"user": u, "role": r}
+        for u, r in [
+            ("maintainer", "maintainer"),
+            ("developer", "developer"),
+            ("reporter", "reporter"),
+            ("guest", "guest"),
+            ("readonly", "developer"),
+            ("expired", "developer"),
+            ("revoked", "developer"),
+            ("blocked", "developer"),
+        ]
+    ]
+    commit = {
+        "title": "Test the CI integration.",
+        "message": "Test the CI integration.\n",
+        "author_name": "Administrator",
+        "author_email": "admin@example.com",
+        "created_at": "2015-12-24T16:51:14.000+01:00",
+    }
+    big_jobs = [
+        {"id": 1000 + i, "name": f"job-{i}", "status": "success" if i % 3 else "failed"}
+        for i in range(1, BIG_PROJECT_JOBS + 1)
+    ]
     return {
         "users": users,
-        "runners": [{"id": 1, "description": "shared-runner-1", "token": "glrt-test-runner-00000",
-                     "tags": ["docker", "linux"], "is_shared": True, "x-note": "ignored"}],
+        "runners": [
+            {
+                "id": 1,
+                "description": "shared-runner-1",
+                "token": "glrt-test-runner-00000",
+                "tags": ["docker", "linux"],
+                "is_shared": True,
+                "x-note": "ignored",
+            }
+        ],
         "projects": [
             {
-                "path": "gitlab-org/gitlab-test", "id": 1, "visibility": "private", "public_builds": False,
-                "protected_branches": ["master"], "default_branch": "master", "members": members,
+                "path": "gitlab-org/gitlab-test",
+                "id": 1,
+                "visibility": "private",
+                "public_builds": False,
+                "protected_branches": ["master"],
+                "default_branch": "master",
+                "members": members,
                 "pipelines": [
-                    {"id": 6, "ref": "master", "sha": SHA, "user": "root", "created_at": "2015-12-24T15:50:16.123Z",
-                     "commit": commit, "jobs": [
-                         {"id": 6, "name": "spinach:other", "stage": "test", "status": "failed",
-                          "failure_reason": "script_failure", "runner": 1, "tags": ["linux", "docker"],
-                          "created_at": "2015-12-24T15:51:21.727Z", "queued_at": "2015-12-24T15:51:21.800Z",
-                          "started_at": "2015-12-24T17:54:24.729Z", "finished_at": "2015-12-24T17:54:24.921Z",
-                          "coverage": 97.0},
-                         {"id": 7, "name": "teaspoon", "stage": "test", "status": "failed", "retried": True,
-                          "trace": "old attempt\n"},
-                         {"id": 8, "name": "rubocop", "stage": "test", "status": "success", "runner": 1,
-                          "created_at": "2015-12-24T15:51:21.802Z", "started_at": "2015-12-24T17:54:27.722Z",
-                          "finished_at": "2015-12-24T17:54:27.895Z", "trace": "Running rubocop\nok\n",
-                          "artifacts": {"files": {"out/hello.txt": "hello\n"}, "filename": "artifacts.zip"}},
-                         {"id": 9, "name": "teaspoon", "stage": "test", "status": "success",
-                          "artifacts": {"files": {"a.txt": "a"}, "expire_at": "2016-01-19T09:05:50.355Z"}},
-                         {"id": 10, "name": "deploy", "stage": "deploy", "status": "manual", "when": "manual"},
-                         {"id": 11, "name": "live", "stage": "deploy", "status": "running", "user": "developer",
-                          "token": RUNNING_JOB_TOKEN, "trace": "started\n"},
-                         {"id": 12, "name": "done", "stage": "deploy", "status": "success", "user": "developer",
-                          "token": FINISHED_JOB_TOKEN},
-                     ]},
-                    {"id": 20, "ref": "feature/x", "parent": 6, "source": "parent_pipeline",
-                     "jobs": [{"id": 21, "name": "child", "status": "pending"}]},
+                    {
+                        "id": 6,
+                        "ref": "master",
+                        "sha": SHA,
+                        "user": "root",
+                        "created_at": "2015-12-24T15:50:16.123Z",
+                        "commit": commit,
+                        "jobs": [
+                            {
+                                "id": 6,
+                                "name": "spinach:other",
+                                "stage": "test",
+                                "status": "failed",
+                                "failure_reason": "script_failure",
+                                "runner": 1,
+                                "tags": ["linux", "docker"],
+                                "created_at": "2015-12-24T15:51:21.727Z",
+                                "queued_at": "2015-12-24T15:51:21.800Z",
+                                "started_at": "2015-12-24T17:54:24.729Z",
+                                "finished_at": "2015-12-24T17:54:24.921Z",
+                                "coverage": 97.0,
+                            },
+                            {
+                                "id": 7,
+                                "name": "teaspoon",
+                                "stage": "test",
+                                "status": "failed",
+                                "retried": True,
+                                "trace": "old attempt\n",
+                            },
+                            {
+                                "id": 8,
+                                "name": "rubocop",
+                                "stage": "test",
+                                "status": "success",
+                                "runner": 1,
+                                "created_at": "2015-12-24T15:51:21.802Z",
+                                "started_at": "2015-12-24T17:54:27.722Z",
+                                "finished_at": "2015-12-24T17:54:27.895Z",
+                                "trace": "Running rubocop\nok\n",
+                                "artifacts": {"files": {"out/hello.txt": "hello\n"}, "filename": "artifacts.zip"},
+                            },
+                            {
+                                "id": 9,
+                                "name": "teaspoon",
+                                "stage": "test",
+                                "status": "success",
+                                "artifacts": {"files": {"a.txt": "a"}, "expire_at": "2016-01-19T09:05:50.355Z"},
+                            },
+                            {"id": 10, "name": "deploy", "stage": "deploy", "status": "manual", "when": "manual"},
+                            {
+                                "id": 11,
+                                "name": "live",
+                                "stage": "deploy",
+                                "status": "running",
+                                "user": "developer",
+                                "token": RUNNING_JOB_TOKEN,
+                                "trace": "started\n",
+                            },
+                            {
+                                "id": 12,
+                                "name": "done",
+                                "stage": "deploy",
+                                "status": "success",
+                                "user": "developer",
+                                "token": FINISHED_JOB_TOKEN,
+                            },
+                        ],
+                    },
+                    {
+                        "id": 20,
+                        "ref": "feature/x",
+                        "parent": 6,
+                        "source": "parent_pipeline",
+                        "jobs": [{"id": 21, "name": "child", "status": "pending"}],
+                    },
                 ],
             },
-            {"path": "group/sub/public-proj", "id": 2, "visibility": "public", "public_builds": True,
-             "members": [{"user": "developer", "role": "developer"}],
-             "pipelines": [{"id": 30, "ref": "main", "jobs": [{"id": 31, "name": "build", "status": "success"}]}]},
-            {"path": "acme/no-public-builds", "id": 3, "visibility": "public", "public_builds": False,
-             "pipelines": [{"id": 40, "ref": "main", "jobs": [{"id": 41, "name": "build", "status": "success"}]}]},
-            {"path": "acme/internal", "id": 4, "visibility": "internal", "public_builds": True,
-             "pipelines": [{"id": 50, "ref": "main", "jobs": [{"id": 51, "name": "build", "status": "success"}]}]},
-            {"path": "acme/big", "id": 5, "visibility": "private", "members": [{"user": "developer", "role": "developer"}],
-             "pipelines": [{"id": 60, "ref": "main", "jobs": big_jobs}]},
+            {
+                "path": "group/sub/public-proj",
+                "id": 2,
+                "visibility": "public",
+                "public_builds": True,
+                "members": [{"user": "developer", "role": "developer"}],
+                "pipelines": [{"id": 30, "ref": "main", "jobs": [{"id": 31, "name": "build", "status": "success"}]}],
+            },
+            {
+                "path": "acme/no-public-builds",
+                "id": 3,
+                "visibility": "public",
+                "public_builds": False,
+                "pipelines": [{"id": 40, "ref": "main", "jobs": [{"id": 41, "name": "build", "status": "success"}]}],
+            },
+            {
+                "path": "acme/internal",
+                "id": 4,
+                "visibility": "internal",
+                "public_builds": True,
+                "pipelines": [{"id": 50, "ref": "main", "jobs": [{"id": 51, "name": "build", "status": "success"}]}],
+            },
+            {
+                "path": "acme/big",
+                "id": 5,
+                "visibility": "private",
+                "members": [{"user": "developer", "role": "developer"}],
+                "pipelines": [{"id": 60, "ref": "main", "jobs": big_jobs}],
+            },
         ],
     }
 
@@ -137,7 +251,10 @@ class RunningServer:
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobsvc", "serve", "--port", "0", *args],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.output: list[str] = []
         assert self.proc.stdout is not None

@@ -13,8 +13,10 @@ import yaml
 from jobsvc import cli
 from jobsvc.settings import Config
 
-GOOD = {"users": [{"username": "root", "admin": True}],
-        "projects": [{"path": "g/p", "id": 1, "pipelines": [{"jobs": [{"id": 1, "name": "build"}]}]}]}
+GOOD = {
+    "users": [{"username": "root", "admin": True}],
+    "projects": [{"path": "g/p", "id": 1, "pipelines": [{"jobs": [{"id": 1, "name": "build"}]}]}],
+}
 
 
 def write(path: Path, data) -> Path:
@@ -31,8 +33,10 @@ def test_load_and_load_again(tmp_path, capsys):
 
 
 def test_bad_fixture_exits_2_and_writes_nothing(tmp_path, capsys):
-    bad = write(tmp_path / "bad.yaml", {"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "x",
-                                                                                              "status": "nope"}]}]}]})
+    bad = write(
+        tmp_path / "bad.yaml",
+        {"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "x", "status": "nope"}]}]}]},
+    )
     assert cli.main(["load", str(bad), "--data-dir", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "projects[0].pipelines[0].jobs[0].status: Must be one of:" in err
@@ -74,8 +78,15 @@ async def _in_thread(argv):
 
 def test_settings_from_environment_and_flags():
     args = cli.build_parser().parse_args(["serve", "--port", "9000"])
-    values = cli.resolve(args, {"JOBSVC_PORT": "7000", "JOBSVC_HOST": "0.0.0.0", "JOBSVC_DEMO": "true",
-                                "JOBSVC_FIXTURES": f"a.yaml{os.pathsep}b.yaml"})
+    values = cli.resolve(
+        args,
+        {
+            "JOBSVC_PORT": "7000",
+            "JOBSVC_HOST": "0.0.0.0",
+            "JOBSVC_DEMO": "true",
+            "JOBSVC_FIXTURES": f"a.yaml{os.pathsep}b.yaml",
+        },
+    )
     assert values["port"] == 9000 and values["host"] == "0.0.0.0" and values["demo"] is True
     assert values["fixtures"] == ["a.yaml", "b.yaml"]
     with pytest.raises(ValueError, match="JOBSVC_PORT"):
@@ -85,8 +96,13 @@ def test_settings_from_environment_and_flags():
 def test_serve_demo_on_a_real_socket(tmp_path):
     """`jobsvc serve --demo` starts, prints its URL and tokens, answers the README's curl line, and stops."""
     env = {**os.environ, "JOBSVC_DATA_DIR": str(tmp_path / "d")}
-    proc = subprocess.Popen([sys.executable, "-m", "jobsvc", "serve", "--demo", "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobsvc", "serve", "--demo", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         for line in proc.stdout:
@@ -96,8 +112,9 @@ def test_serve_demo_on_a_real_socket(tmp_path):
         url = lines[-1].split("listening on ")[1].split()[0]
         banner = "".join(lines)
         assert "glpat-demo-root-000000000000" in banner and "curl -H" in banner
-        request = urllib.request.Request(f"{url}/api/v4/projects/1/jobs/8",
-                                         headers={"PRIVATE-TOKEN": "glpat-demo-root-000000000000"})
+        request = urllib.request.Request(
+            f"{url}/api/v4/projects/1/jobs/8", headers={"PRIVATE-TOKEN": "glpat-demo-root-000000000000"}
+        )
         with urllib.request.urlopen(request, timeout=10) as resp:
             import json
 

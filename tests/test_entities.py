@@ -8,10 +8,34 @@ from tests.conftest import SHA, auth
 
 TS = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 JOB_KEYS = [
-    "id", "status", "stage", "name", "ref", "tag", "coverage", "allow_failure", "created_at", "started_at",
-    "finished_at", "erased_at", "duration", "queued_duration", "user", "commit", "pipeline", "failure_reason",
-    "web_url", "project", "source", "artifacts_file", "artifacts", "runner", "runner_manager", "artifacts_expire_at",
-    "archived", "tag_list",
+    "id",
+    "status",
+    "stage",
+    "name",
+    "ref",
+    "tag",
+    "coverage",
+    "allow_failure",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "erased_at",
+    "duration",
+    "queued_duration",
+    "user",
+    "commit",
+    "pipeline",
+    "failure_reason",
+    "web_url",
+    "project",
+    "source",
+    "artifacts_file",
+    "artifacts",
+    "runner",
+    "runner_manager",
+    "artifacts_expire_at",
+    "archived",
+    "tag_list",
 ]
 
 
@@ -30,8 +54,9 @@ async def test_failed_job_shape(client):
     assert job["started_at"] == "2015-12-24T17:54:24.729Z"
     assert job["finished_at"] == "2015-12-24T17:54:24.921Z"
     assert job["duration"] == 0.192
-    assert job["queued_duration"] == round((datetime(2015, 12, 24, 17, 54, 24, 729000) -
-                                            datetime(2015, 12, 24, 15, 51, 21, 800000)).total_seconds(), 3)
+    assert job["queued_duration"] == round(
+        (datetime(2015, 12, 24, 17, 54, 24, 729000) - datetime(2015, 12, 24, 15, 51, 21, 800000)).total_seconds(), 3
+    )
     assert job["coverage"] == 97.0
     assert job["tag_list"] == ["docker", "linux"]
     assert job["web_url"] == f"{base}/gitlab-org/gitlab-test/-/jobs/6"
@@ -40,8 +65,15 @@ async def test_failed_job_shape(client):
     assert job["commit"]["created_at"] == "2015-12-24T16:51:14.000+01:00"
     assert job["commit"]["title"] == "Test the CI integration."
     assert job["pipeline"] == {
-        "id": 6, "iid": 1, "project_id": 1, "sha": SHA, "ref": "master", "status": job["pipeline"]["status"],
-        "source": "push", "created_at": "2015-12-24T15:50:16.123Z", "updated_at": job["pipeline"]["updated_at"],
+        "id": 6,
+        "iid": 1,
+        "project_id": 1,
+        "sha": SHA,
+        "ref": "master",
+        "status": job["pipeline"]["status"],
+        "source": "push",
+        "created_at": "2015-12-24T15:50:16.123Z",
+        "updated_at": job["pipeline"]["updated_at"],
         "web_url": f"{base}/gitlab-org/gitlab-test/-/pipelines/6",
     }
     assert job["user"]["username"] == "root" and job["user"]["web_url"] == f"{base}/root"
@@ -58,8 +90,12 @@ async def test_success_job_with_archive_and_log(client):
     types = {a["file_type"]: a for a in job["artifacts"]}
     assert set(types) == {"archive", "trace"}
     assert types["archive"]["file_format"] == "zip"
-    assert types["trace"] == {"file_type": "trace", "size": len("Running rubocop\nok\n"), "filename": "job.log",
-                              "file_format": None}
+    assert types["trace"] == {
+        "file_type": "trace",
+        "size": len("Running rubocop\nok\n"),
+        "filename": "job.log",
+        "file_format": None,
+    }
 
 
 async def test_expired_archive_is_listed_but_has_no_artifacts_file(client):

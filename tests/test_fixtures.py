@@ -10,8 +10,10 @@ from jobsvc import fixtures
 from jobsvc.db import Database
 from jobsvc.store import Store
 
-MINIMAL = {"users": [{"username": "root", "tokens": [{"token": "glpat-abcdefgh"}]}],
-           "projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "build"}]}]}]}
+MINIMAL = {
+    "users": [{"username": "root", "tokens": [{"token": "glpat-abcdefgh"}]}],
+    "projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "build"}]}]}],
+}
 
 
 def problems_of(data, folder=Path(".")):
@@ -21,33 +23,53 @@ def problems_of(data, folder=Path(".")):
 
 
 def test_error_names_the_place():
-    data = {"projects": [{"path": "g/p", "pipelines": [{}, {"jobs": [{"name": "a"}, {"name": "b"},
-                                                                      {"name": "c", "status": "bogus"}]}]}]}
+    data = {
+        "projects": [
+            {
+                "path": "g/p",
+                "pipelines": [{}, {"jobs": [{"name": "a"}, {"name": "b"}, {"name": "c", "status": "bogus"}]}],
+            }
+        ]
+    }
     (problem,) = problems_of(data)
     assert problem.startswith("projects[0].pipelines[1].jobs[2].status: Must be one of: created, ")
 
 
 def test_unknown_keys_are_errors_but_x_keys_are_ignored():
     assert problems_of({"users": [{"username": "a", "tokne": []}]}) == ["users[0].tokne: Unknown field."]
-    fixture = fixtures.parse_fixture(yaml.safe_dump({"x-anchor": {"any": 1}, "users": [
-        {"username": "a", "x-comment": "fine"}]}), Path("."))
+    fixture = fixtures.parse_fixture(
+        yaml.safe_dump({"x-anchor": {"any": 1}, "users": [{"username": "a", "x-comment": "fine"}]}), Path(".")
+    )
     assert fixture.data["users"][0]["username"] == "a"
 
 
-@pytest.mark.parametrize("data,expected", [
-    ({"users": [{"username": "a"}, {"username": "A"}]}, "users[1].username: 'A' is given twice (also users[0])"),
-    ({"users": [{"username": "a", "tokens": [{"token": "short"}]}]},
-     "users[0].tokens[0].token: Must be 8 or more printable characters without spaces."),
-    ({"projects": [{"path": "nogroup"}]}, "projects[0].path: Must be a full path such as group/project."),
-    ({"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "a", "artifacts": {}}]}]}]},
-     "projects[0].pipelines[0].jobs[0].artifacts: Give exactly one of files, archive or dir."),
-    ({"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "a", "created_at": "yesterday"}]}]}]},
-     "projects[0].pipelines[0].jobs[0].created_at: Not a valid ISO-8601 timestamp with a time zone."),
-    ({"projects": [{"path": "g/p", "pipelines": [{"id": 3}, {"id": 3}]}]},
-     "projects[0].pipelines[1].id: 3 is given twice (also projects[0].pipelines[0])"),
-    ({"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "a", "trace_file": "../../etc/passwd"}]}]}]},
-     "projects[0].pipelines[0].jobs[0].trace_file: '../../etc/passwd' is outside the fixture's folder"),
-])
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        ({"users": [{"username": "a"}, {"username": "A"}]}, "users[1].username: 'A' is given twice (also users[0])"),
+        (
+            {"users": [{"username": "a", "tokens": [{"token": "short"}]}]},
+            "users[0].tokens[0].token: Must be 8 or more printable characters without spaces.",
+        ),
+        ({"projects": [{"path": "nogroup"}]}, "projects[0].path: Must be a full path such as group/project."),
+        (
+            {"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "a", "artifacts": {}}]}]}]},
+            "projects[0].pipelines[0].jobs[0].artifacts: Give exactly one of files, archive or dir.",
+        ),
+        (
+            {"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "a", "created_at": "yesterday"}]}]}]},
+            "projects[0].pipelines[0].jobs[0].created_at: Not a valid ISO-8601 timestamp with a time zone.",
+        ),
+        (
+            {"projects": [{"path": "g/p", "pipelines": [{"id": 3}, {"id": 3}]}]},
+            "projects[0].pipelines[1].id: 3 is given twice (also projects[0].pipelines[0])",
+        ),
+        (
+            {"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "a", "trace_file": "../../etc/passwd"}]}]}]},
+            "projects[0].pipelines[0].jobs[0].trace_file: '../../etc/passwd' is outside the fixture's folder",
+        ),
+    ],
+)
 def test_validation_problems(data, expected, tmp_path):
     assert expected in problems_of(data, tmp_path)
 
@@ -106,11 +128,20 @@ async def test_load_and_skip_the_same_file(storage, tmp_path):
 
 async def test_clash_with_database_changes_nothing(storage, tmp_path):
     db, store = storage
-    await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(
-        {"users": [{"username": "root", "id": 1}]}), tmp_path))
-    second = {"users": [{"username": "other", "id": 2}, {"username": "third", "id": 1}],
-              "projects": [{"path": "g/p", "pipelines": [{"id": 5, "jobs": [
-                  {"id": 9, "name": "a", "artifacts": {"files": {"a": "b"}}, "trace": "log"}]}]}]}
+    await fixtures.load_fixture(
+        db, store, fixtures.parse_fixture(yaml.safe_dump({"users": [{"username": "root", "id": 1}]}), tmp_path)
+    )
+    second = {
+        "users": [{"username": "other", "id": 2}, {"username": "third", "id": 1}],
+        "projects": [
+            {
+                "path": "g/p",
+                "pipelines": [
+                    {"id": 5, "jobs": [{"id": 9, "name": "a", "artifacts": {"files": {"a": "b"}}, "trace": "log"}]}
+                ],
+            }
+        ],
+    }
     with pytest.raises(fixtures.FixtureError) as info:
         await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(second), tmp_path))
     assert info.value.problems == ["users[1].id: 1 already exists in the database"]
@@ -121,15 +152,28 @@ async def test_clash_with_database_changes_nothing(storage, tmp_path):
 
 async def test_bad_reference_rolls_back_and_removes_files(storage, tmp_path):
     db, store = storage
-    data = {"projects": [{"path": "g/p", "pipelines": [{"jobs": [
-        {"name": "a", "trace": "log", "artifacts": {"files": {"a": "b"}}},
-        {"name": "b", "user": "nobody"}]}]}]}
+    data = {
+        "projects": [
+            {
+                "path": "g/p",
+                "pipelines": [
+                    {
+                        "jobs": [
+                            {"name": "a", "trace": "log", "artifacts": {"files": {"a": "b"}}},
+                            {"name": "b", "user": "nobody"},
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
     with pytest.raises(fixtures.FixtureError) as info:
         await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(data), tmp_path))
     assert info.value.problems == ["projects[0].pipelines[0].jobs[1].user: no user 'nobody'"]
     assert (await db.fetchone("SELECT count(*) FROM jobs"))[0] == 0
     assert [p for p in store.root.rglob("*") if p.is_file()] == [db.path] + [
-        p for p in store.root.rglob("*") if p.is_file() and p.name.startswith("jobsvc.sqlite3-")]
+        p for p in store.root.rglob("*") if p.is_file() and p.name.startswith("jobsvc.sqlite3-")
+    ]
 
 
 async def test_archive_dir_and_files_go_through_the_store(storage, tmp_path):
@@ -139,11 +183,26 @@ async def test_archive_dir_and_files_go_through_the_store(storage, tmp_path):
     with zipfile.ZipFile(tmp_path / "given.zip", "w") as archive:
         archive.writestr("given.txt", "given")
     (tmp_path / "7.log").write_bytes(b"from a file\n")
-    data = {"projects": [{"path": "g/p", "pipelines": [{"jobs": [
-        {"id": 7, "name": "a", "trace_file": "7.log", "artifacts": {"dir": "site"}},
-        {"id": 8, "name": "b", "artifacts": {"archive": "given.zip", "filename": "custom.zip"}},
-        {"id": 9, "name": "c", "artifacts": {"files": {"z.txt": "1", "a.txt": "2"}, "locked": True}},
-    ]}]}]}
+    data = {
+        "projects": [
+            {
+                "path": "g/p",
+                "pipelines": [
+                    {
+                        "jobs": [
+                            {"id": 7, "name": "a", "trace_file": "7.log", "artifacts": {"dir": "site"}},
+                            {"id": 8, "name": "b", "artifacts": {"archive": "given.zip", "filename": "custom.zip"}},
+                            {
+                                "id": 9,
+                                "name": "c",
+                                "artifacts": {"files": {"z.txt": "1", "a.txt": "2"}, "locked": True},
+                            },
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
     await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(data, sort_keys=False), tmp_path))
     rows = {r["job_id"]: r for r in await db.fetchall("SELECT * FROM job_artifacts WHERE file_type = 'archive'")}
     names = {job_id: zipfile.ZipFile(store.path(row["store_key"])).namelist() for job_id, row in rows.items()}
@@ -156,8 +215,9 @@ async def test_archive_dir_and_files_go_through_the_store(storage, tmp_path):
 
 async def test_child_pipeline_parent_must_be_in_project(storage, tmp_path):
     db, store = storage
-    data = {"projects": [{"path": "g/p", "pipelines": [{"id": 1}]},
-                         {"path": "g/q", "pipelines": [{"id": 2, "parent": 1}]}]}
+    data = {
+        "projects": [{"path": "g/p", "pipelines": [{"id": 1}]}, {"path": "g/q", "pipelines": [{"id": 2, "parent": 1}]}]
+    }
     with pytest.raises(fixtures.FixtureError) as info:
         await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(data), tmp_path))
     assert info.value.problems == ["projects[1].pipelines[0].parent: no pipeline 1 in this project"]

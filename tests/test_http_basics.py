@@ -6,8 +6,12 @@ from tests.conftest import auth
 
 
 async def test_unknown_route(client):
-    for method, path in [("GET", "/api/v4/nothing"), ("GET", "/elsewhere"), ("POST", "/api/v4/projects/1/jobs"),
-                         ("DELETE", "/api/v4/projects/1/jobs/8")]:
+    for method, path in [
+        ("GET", "/api/v4/nothing"),
+        ("GET", "/elsewhere"),
+        ("POST", "/api/v4/projects/1/jobs"),
+        ("DELETE", "/api/v4/projects/1/jobs/8"),
+    ]:
         resp = await client.request(method, path, headers=auth("root"))
         assert resp.status == 404, (method, path)
         assert resp.headers["Content-Type"] == "application/json"

@@ -35,14 +35,17 @@ class TestProjectJobs:
         assert resp.headers["Content-Type"] == "application/json"
         assert ids(await resp.json()) == ALL_PROJECT_1
 
-    @pytest.mark.parametrize("query,expected", [
-        ("scope=success", [12, 9, 8]),
-        ("scope[]=success&scope[]=failed", [12, 9, 8, 7, 6]),
-        ("scope%5B%5D=manual&scope%5B%5D=running", [11, 10]),
-        ("scope[x]=pending", [21]),
-        ("scope[]=", ALL_PROJECT_1),
-        ("scope[]=canceled", []),
-    ])
+    @pytest.mark.parametrize(
+        "query,expected",
+        [
+            ("scope=success", [12, 9, 8]),
+            ("scope[]=success&scope[]=failed", [12, 9, 8, 7, 6]),
+            ("scope%5B%5D=manual&scope%5B%5D=running", [11, 10]),
+            ("scope[x]=pending", [21]),
+            ("scope[]=", ALL_PROJECT_1),
+            ("scope[]=canceled", []),
+        ],
+    )
     async def test_scope_shapes(self, client, query, expected):
         resp = await client.get(f"/api/v4/projects/1/jobs?{query}", headers=auth("root"))
         assert resp.status == 200
@@ -91,16 +94,24 @@ class TestProjectJobs:
         assert resp.status == 200 and await resp.json() == []
         assert resp.headers["X-Page"] == "9" and resp.headers["X-Next-Page"] == "" and resp.headers["X-Prev-Page"] == ""
 
-    @pytest.mark.parametrize("query,per_page,page", [("per_page=1000", "100", "1"), ("page=0", "20", "1"),
-                                                      ("page=-3", "20", "1"), ("per_page=-5", "20", "1")])
+    @pytest.mark.parametrize(
+        "query,per_page,page",
+        [("per_page=1000", "100", "1"), ("page=0", "20", "1"), ("page=-3", "20", "1"), ("per_page=-5", "20", "1")],
+    )
     async def test_kaminari_clamping(self, client, query, per_page, page):
         resp = await client.get(f"/api/v4/projects/1/jobs?{query}", headers=auth("root"))
         assert resp.status == 200
         assert (resp.headers["X-Per-Page"], resp.headers["X-Page"]) == (per_page, page)
 
-    @pytest.mark.parametrize("query,error", [("page=abc", "page is invalid"), ("per_page=1.5", "per_page is invalid"),
-                                             ("per_page=0", "per_page has a value not allowed"),
-                                             ("page=x&per_page=y", "page is invalid, per_page is invalid")])
+    @pytest.mark.parametrize(
+        "query,error",
+        [
+            ("page=abc", "page is invalid"),
+            ("per_page=1.5", "per_page is invalid"),
+            ("per_page=0", "per_page has a value not allowed"),
+            ("page=x&per_page=y", "page is invalid, per_page is invalid"),
+        ],
+    )
     async def test_invalid_page_params(self, client, query, error):
         resp = await client.get(f"/api/v4/projects/1/jobs?{query}", headers=auth("root"))
         assert resp.status == 400
@@ -136,8 +147,9 @@ class TestProjectJobs:
 
     async def test_keyset_with_scope_and_cursor(self, client):
         cursor = encode_cursor(1010)
-        resp = await client.get(f"/api/v4/projects/5/jobs?pagination=keyset&scope=failed&cursor={cursor}",
-                                headers=auth("developer"))
+        resp = await client.get(
+            f"/api/v4/projects/5/jobs?pagination=keyset&scope=failed&cursor={cursor}", headers=auth("developer")
+        )
         assert ids(await resp.json()) == [1009, 1006, 1003]
 
     async def test_keyset_unsupported_order(self, client):
@@ -152,7 +164,8 @@ class TestProjectJobs:
     async def test_roles(self, client):
         assert (await client.get("/api/v4/projects/1/jobs", headers=auth("guest"))).status == 403
         assert await (await client.get("/api/v4/projects/1/jobs", headers=auth("guest"))).json() == {
-            "message": "403 Forbidden"}
+            "message": "403 Forbidden"
+        }
         resp = await client.get("/api/v4/projects/1/jobs", headers=auth("outsider"))
         assert resp.status == 404
         assert await resp.json() == {"message": "404 Project Not Found"}
@@ -188,7 +201,8 @@ class TestProjectJobs:
         resp = await client.get("/api/v4/projects/1/jobs", headers=auth("root"))
         assert resp.status == 429
         assert await resp.json() == {
-            "message": {"error": "This endpoint has been requested too many times. Try again later."}}
+            "message": {"error": "This endpoint has been requested too many times. Try again later."}
+        }
         assert int(resp.headers["Retry-After"]) >= 1
         assert (await client.get("/api/v4/projects/1/jobs", headers=auth("developer"))).status == 200
 
@@ -213,8 +227,9 @@ class TestPipelineJobs:
     async def test_scope_string_and_array_but_not_hash(self, client):
         resp = await client.get("/api/v4/projects/1/pipelines/6/jobs?scope=success", headers=auth("root"))
         assert ids(await resp.json()) == [12, 9, 8]
-        resp = await client.get("/api/v4/projects/1/pipelines/6/jobs?scope[]=manual&scope[]=failed",
-                                headers=auth("root"))
+        resp = await client.get(
+            "/api/v4/projects/1/pipelines/6/jobs?scope[]=manual&scope[]=failed", headers=auth("root")
+        )
         assert ids(await resp.json()) == [10, 6]
         resp = await client.get("/api/v4/projects/1/pipelines/6/jobs?scope[a]=success", headers=auth("root"))
         assert resp.status == 400
@@ -225,7 +240,12 @@ class TestPipelineJobs:
         assert len(await resp.json()) == 10
         h = resp.headers
         assert (h["X-Total"], h["X-Total-Pages"], h["X-Page"], h["X-Next-Page"], h["X-Prev-Page"]) == (
-            str(BIG_PROJECT_JOBS), "3", "2", "3", "1")
+            str(BIG_PROJECT_JOBS),
+            "3",
+            "2",
+            "3",
+            "1",
+        )
         assert set(links(resp)) == {"prev", "next", "first", "last"}
         assert dict(parse_qsl(urlsplit(links(resp)["last"]).query))["page"] == "3"
 

@@ -84,15 +84,28 @@ class TestPipelines:
         assert resp.status == 200
         body = await resp.json()
         assert [p["id"] for p in body] == [6]
-        assert list(body[0]) == ["id", "iid", "project_id", "sha", "ref", "status", "source", "created_at",
-                                 "updated_at", "web_url", "name"]
-        body = await (await client.get("/api/v4/projects/1/pipelines?source=parent_pipeline",
-                                       headers=auth("root"))).json()
+        assert list(body[0]) == [
+            "id",
+            "iid",
+            "project_id",
+            "sha",
+            "ref",
+            "status",
+            "source",
+            "created_at",
+            "updated_at",
+            "web_url",
+            "name",
+        ]
+        body = await (
+            await client.get("/api/v4/projects/1/pipelines?source=parent_pipeline", headers=auth("root"))
+        ).json()
         assert [p["id"] for p in body] == [20]
 
     async def test_filters(self, client):
-        body = await (await client.get("/api/v4/projects/1/pipelines?ref=master&status=running",
-                                       headers=auth("root"))).json()
+        body = await (
+            await client.get("/api/v4/projects/1/pipelines?ref=master&status=running", headers=auth("root"))
+        ).json()
         assert [p["id"] for p in body] == [6]
         body = await (await client.get("/api/v4/projects/1/pipelines?scope=finished", headers=auth("root"))).json()
         assert body == []

@@ -40,7 +40,8 @@ def test_jobs_list_iterator_across_pages(gl):
 
 def test_keyset_pagination(gl):
     listing = gl.projects.get(5, lazy=True).jobs.list(
-        iterator=True, pagination="keyset", order_by="id", sort="desc", per_page=7)
+        iterator=True, pagination="keyset", order_by="id", sort="desc", per_page=7
+    )
     ids = [job.id for job in listing]
     assert ids == sorted(range(1001, 1001 + BIG_PROJECT_JOBS), reverse=True)
 
@@ -93,11 +94,30 @@ def test_gitlab_cli(world_server):
     import subprocess
     import sys
 
-    base = [sys.executable, "-m", "gitlab", "--server-url", world_server.url, "--private-token", TOKENS["developer"],
-            "-o", "json"]
-    listed = subprocess.run([*base, "project-job", "list", "--project-id", "gitlab-org/gitlab-test", "--get-all"],
-                            capture_output=True, text=True, timeout=60, check=True)
+    base = [
+        sys.executable,
+        "-m",
+        "gitlab",
+        "--server-url",
+        world_server.url,
+        "--private-token",
+        TOKENS["developer"],
+        "-o",
+        "json",
+    ]
+    listed = subprocess.run(
+        [*base, "project-job", "list", "--project-id", "gitlab-org/gitlab-test", "--get-all"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert [job["id"] for job in json.loads(listed.stdout)] == [21, 12, 11, 10, 9, 8, 7, 6]
-    got = subprocess.run([*base, "project-job", "get", "--project-id", "1", "--id", "8"],
-                         capture_output=True, text=True, timeout=60, check=True)
+    got = subprocess.run(
+        [*base, "project-job", "get", "--project-id", "1", "--id", "8"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert json.loads(got.stdout)["name"] == "rubocop"

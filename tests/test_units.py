@@ -7,32 +7,40 @@ from jobsvc.errors import ParamError
 from jobsvc.statuses import composite
 
 
-@pytest.mark.parametrize("pairs,expected", [
-    ([("scope", "a")], {"scope": "a"}),
-    ([("scope[]", "a"), ("scope[]", "b")], {"scope": ["a", "b"]}),
-    ([("scope[x]", "a"), ("scope[y]", "b")], {"scope": {"x": "a", "y": "b"}}),
-    ([("page", "2"), ("scope[]", "")], {"page": "2", "scope": [""]}),
-    ([("a[b][c]", "1")], {"a[b][c]": "1"}),
-])
+@pytest.mark.parametrize(
+    "pairs,expected",
+    [
+        ([("scope", "a")], {"scope": "a"}),
+        ([("scope[]", "a"), ("scope[]", "b")], {"scope": ["a", "b"]}),
+        ([("scope[x]", "a"), ("scope[y]", "b")], {"scope": {"x": "a", "y": "b"}}),
+        ([("page", "2"), ("scope[]", "")], {"page": "2", "scope": [""]}),
+        ([("a[b][c]", "1")], {"a[b][c]": "1"}),
+    ],
+)
 def test_parse_query(pairs, expected):
     assert params.parse_query(pairs) == expected
 
 
-@pytest.mark.parametrize("pairs", [[("scope", "a"), ("scope[]", "b")], [("scope[]", "a"), ("scope[x]", "b")],
-                                   [("scope[]", "a"), ("scope", "b")]])
+@pytest.mark.parametrize(
+    "pairs",
+    [[("scope", "a"), ("scope[]", "b")], [("scope[]", "a"), ("scope[x]", "b")], [("scope[]", "a"), ("scope", "b")]],
+)
 def test_parse_query_mixed_shapes(pairs):
     with pytest.raises(ParamError) as info:
         params.query(pairs)
     assert info.value.body == {"error": "scope is invalid"}
 
 
-@pytest.mark.parametrize("value,allow_hash,expected", [
-    ("success", True, ["success"]),
-    (["success", "failed", "success"], True, ["success", "failed"]),
-    ({"a": "pending"}, True, ["pending"]),
-    ([""], False, []),
-    ([], False, []),
-])
+@pytest.mark.parametrize(
+    "value,allow_hash,expected",
+    [
+        ("success", True, ["success"]),
+        (["success", "failed", "success"], True, ["success", "failed"]),
+        ({"a": "pending"}, True, ["pending"]),
+        ([""], False, []),
+        ([], False, []),
+    ],
+)
 def test_scope(value, allow_hash, expected):
     schema = params.ProjectJobsSchema() if allow_hash else params.PipelineJobsSchema()
     data = {"scope": value, "pipeline_id": "1"}
@@ -46,15 +54,21 @@ def test_scope_invalid_on_pipeline_jobs(value):
     assert info.value.body == {"error": "scope does not have a valid value"}
 
 
-@pytest.mark.parametrize("text,expected", [("true", True), ("TRUE", True), ("True", True), ("1", True),
-                                           ("false", False), ("False", False), ("0", False)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [("true", True), ("TRUE", True), ("True", True), ("1", True), ("false", False), ("False", False), ("0", False)],
+)
 def test_grape_boolean(text, expected):
-    assert params.load(params.PipelineJobsSchema(), {"include_retried": text, "pipeline_id": "1"})[
-        "include_retried"] is expected
+    assert (
+        params.load(params.PipelineJobsSchema(), {"include_retried": text, "pipeline_id": "1"})["include_retried"]
+        is expected
+    )
 
 
-@pytest.mark.parametrize("page,per_page,expected", [(1, 20, (1, 20)), (0, 20, (1, 20)), (-1, 5, (1, 5)),
-                                                    (3, 500, (3, 100)), (2, -1, (2, 20))])
+@pytest.mark.parametrize(
+    "page,per_page,expected",
+    [(1, 20, (1, 20)), (0, 20, (1, 20)), (-1, 5, (1, 5)), (3, 500, (3, 100)), (2, -1, (2, 20))],
+)
 def test_page_of(page, per_page, expected):
     result = pagination.page_of(page, per_page)
     assert (result.page, result.per_page) == expected
@@ -67,11 +81,15 @@ def test_offset_limit():
 
 
 def test_page_url_sorts_keys_keeps_arrays_and_encodes_commas():
-    url = pagination.page_url("http://h:1", "/api/v4/projects/1/jobs",
-                              [("scope[]", "success"), ("per_page", "2"), ("scope[]", "failed"), ("x", "a,b c")],
-                              {"page": "3", "per_page": "2"})
-    assert url == ("http://h:1/api/v4/projects/1/jobs?page=3&per_page=2&scope%5B%5D=success&scope%5B%5D=failed"
-                   "&x=a%2Cb%20c")
+    url = pagination.page_url(
+        "http://h:1",
+        "/api/v4/projects/1/jobs",
+        [("scope[]", "success"), ("per_page", "2"), ("scope[]", "failed"), ("x", "a,b c")],
+        {"page": "3", "per_page": "2"},
+    )
+    assert url == (
+        "http://h:1/api/v4/projects/1/jobs?page=3&per_page=2&scope%5B%5D=success&scope%5B%5D=failed&x=a%2Cb%20c"
+    )
 
 
 def test_offset_headers_middle_page_with_total():
@@ -79,15 +97,18 @@ def test_offset_headers_middle_page_with_total():
     headers = pagination.offset_headers("http://h", "/p", [], page, has_next=True, out_of_range=False, total=25)
     assert headers["X-Total"] == "25" and headers["X-Total-Pages"] == "3"
     assert headers["X-Next-Page"] == "3" and headers["X-Prev-Page"] == "1"
-    assert headers["Link"] == ('<http://h/p?page=1&per_page=10>; rel="prev", '
-                               '<http://h/p?page=3&per_page=10>; rel="next", '
-                               '<http://h/p?page=1&per_page=10>; rel="first", '
-                               '<http://h/p?page=3&per_page=10>; rel="last"')
+    assert headers["Link"] == (
+        '<http://h/p?page=1&per_page=10>; rel="prev", '
+        '<http://h/p?page=3&per_page=10>; rel="next", '
+        '<http://h/p?page=1&per_page=10>; rel="first", '
+        '<http://h/p?page=3&per_page=10>; rel="last"'
+    )
 
 
 def test_offset_headers_without_count_and_out_of_range():
-    headers = pagination.offset_headers("http://h", "/p", [], pagination.Page(7, 10), has_next=False,
-                                        out_of_range=True, total=None)
+    headers = pagination.offset_headers(
+        "http://h", "/p", [], pagination.Page(7, 10), has_next=False, out_of_range=True, total=None
+    )
     assert "X-Total" not in headers and "last" not in headers["Link"]
     assert headers["X-Next-Page"] == "" and headers["X-Prev-Page"] == ""
     assert headers["Link"] == '<http://h/p?page=1&per_page=10>; rel="first"'
@@ -117,26 +138,29 @@ def test_keyset_headers():
     assert link.startswith("<http://h/p?cursor=") and link.endswith('&pagination=keyset&per_page=20>; rel="next"')
 
 
-@pytest.mark.parametrize("jobs,expected", [
-    ([], None),
-    ([("success", False), ("success", False)], "success"),
-    ([("success", False), ("failed", True)], "success"),
-    ([("success", False), ("failed", False)], "failed"),
-    ([("skipped", False)], "skipped"),
-    ([("manual", True), ("skipped", False)], "skipped"),
-    ([("success", False), ("manual", True)], "success"),
-    ([("success", False), ("manual", False)], "manual"),
-    ([("created", False)], "created"),
-    ([("pending", False), ("created", False)], "pending"),
-    ([("pending", False), ("success", False)], "running"),
-    ([("running", False), ("failed", False)], "running"),
-    ([("success", False), ("created", False)], "running"),
-    ([("canceled", False), ("success", False)], "canceled"),
-    ([("canceled", True), ("success", False)], "success"),
-    ([("scheduled", False), ("success", False)], "scheduled"),
-    ([("failed", False), ("canceled", False)], "failed"),
-    ([("preparing", False)], "preparing"),
-    ([("waiting_for_resource", False), ("success", False)], "waiting_for_resource"),
-])
+@pytest.mark.parametrize(
+    "jobs,expected",
+    [
+        ([], None),
+        ([("success", False), ("success", False)], "success"),
+        ([("success", False), ("failed", True)], "success"),
+        ([("success", False), ("failed", False)], "failed"),
+        ([("skipped", False)], "skipped"),
+        ([("manual", True), ("skipped", False)], "skipped"),
+        ([("success", False), ("manual", True)], "success"),
+        ([("success", False), ("manual", False)], "manual"),
+        ([("created", False)], "created"),
+        ([("pending", False), ("created", False)], "pending"),
+        ([("pending", False), ("success", False)], "running"),
+        ([("running", False), ("failed", False)], "running"),
+        ([("success", False), ("created", False)], "running"),
+        ([("canceled", False), ("success", False)], "canceled"),
+        ([("canceled", True), ("success", False)], "success"),
+        ([("scheduled", False), ("success", False)], "scheduled"),
+        ([("failed", False), ("canceled", False)], "failed"),
+        ([("preparing", False)], "preparing"),
+        ([("waiting_for_resource", False), ("success", False)], "waiting_for_resource"),
+    ],
+)
 def test_composite_status(jobs, expected):
     assert composite(jobs) == expected

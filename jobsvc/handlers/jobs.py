@@ -32,9 +32,7 @@ async def list_project_jobs(request: web.Request) -> web.Response:
             after = pagination.decode_cursor(query["cursor"])
             if after is None:
                 raise errors.bad_request("Invalid cursor")
-        result = await repo(request).project_jobs(
-            project["id"], query["scope"], limit=page.per_page, after=after
-        )
+        result = await repo(request).project_jobs(project["id"], query["scope"], limit=page.per_page, after=after)
         next_after = result.rows[-1]["id"] if result.has_next and result.rows else None
         headers = pagination.keyset_headers(base, request.path, raw_query, page.per_page, next_after)
     else:
@@ -44,7 +42,10 @@ async def list_project_jobs(request: web.Request) -> web.Response:
             project["id"], query["scope"], limit=page.per_page, offset=page.offset
         )
         headers = pagination.offset_headers(
-            base, request.path, raw_query, page,
+            base,
+            request.path,
+            raw_query,
+            page,
             has_next=result.has_next,
             out_of_range=not result.rows and page.page > 1,
             total=None,
@@ -66,13 +67,19 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
 
     page = pagination.page_of(query["page"], query["per_page"])
     result, count = await repo(request).pipeline_jobs(
-        pipeline["id"], query["scope"], include_retried=query["include_retried"],
-        limit=page.per_page, offset=page.offset,
+        pipeline["id"],
+        query["scope"],
+        include_retried=query["include_retried"],
+        limit=page.per_page,
+        offset=page.offset,
     )
     total = count if count <= pagination.MAX_COUNT else None
     base, now = base_url(request), utcnow()
     headers = pagination.offset_headers(
-        base, request.path, list(request.url.query.items()), page,
+        base,
+        request.path,
+        list(request.url.query.items()),
+        page,
         has_next=result.has_next and page.per_page > 0,
         out_of_range=not result.rows and page.page > 1,
         total=total,

@@ -12,12 +12,14 @@ from jobsvc.timefmt import utcnow
 
 async def version(request: web.Request) -> web.Response:
     await require(request)
-    return json_response({
-        "version": f"{GITLAB_VERSION}-jobsvc",
-        "revision": f"jobsvc-{__version__}",
-        "kas": {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None},
-        "enterprise": False,
-    })
+    return json_response(
+        {
+            "version": f"{GITLAB_VERSION}-jobsvc",
+            "revision": f"jobsvc-{__version__}",
+            "kas": {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None},
+            "enterprise": False,
+        }
+    )
 
 
 async def current_user(request: web.Request) -> web.Response:

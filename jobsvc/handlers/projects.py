@@ -14,8 +14,13 @@ def _counted_headers(request: web.Request, page: pagination.Page, rows: int, cou
     total = count if count <= pagination.MAX_COUNT else None
     has_next = page.offset + rows < count
     return pagination.offset_headers(
-        base_url(request), request.path, list(request.url.query.items()), page,
-        has_next=has_next, out_of_range=rows == 0 and page.page > 1, total=total,
+        base_url(request),
+        request.path,
+        list(request.url.query.items()),
+        page,
+        has_next=has_next,
+        out_of_range=rows == 0 and page.page > 1,
+        total=total,
     )
 
 
@@ -26,8 +31,13 @@ async def list_projects(request: web.Request) -> web.Response:
     rows, count = await repo(request).visible_projects(
         user_id=principal.user_id if principal else None,
         admin=bool(principal and principal.admin),
-        membership=query["membership"], visibility=query["visibility"], search=query["search"],
-        order_by=query["order_by"], sort=query["sort"], limit=page.per_page, offset=page.offset,
+        membership=query["membership"],
+        visibility=query["visibility"],
+        search=query["search"],
+        order_by=query["order_by"],
+        sort=query["sort"],
+        limit=page.per_page,
+        offset=page.offset,
     )
     base = base_url(request)
     body = [entities.project(row, base, row["access_level"], simple=query["simple"]) for row in rows]
