@@ -170,9 +170,15 @@ CREATE TABLE jobs (
     runner_id           INTEGER REFERENCES runners (id) ON DELETE SET NULL,
     retried             INTEGER NOT NULL DEFAULT 0,
     token_digest        TEXT UNIQUE,
+    before_script       TEXT NOT NULL DEFAULT '[]',   -- JSON array of lines
     script              TEXT NOT NULL DEFAULT '[]',   -- JSON array of lines
-    variables           TEXT NOT NULL DEFAULT '{}',   -- JSON object
+    after_script        TEXT NOT NULL DEFAULT '[]',   -- JSON array of lines
+    variables           TEXT NOT NULL DEFAULT '{}',   -- JSON object: the job's own variables
+    job_variables       TEXT NOT NULL DEFAULT '[]',   -- JSON [{key, value}]: given when the job was played
     tags                TEXT NOT NULL DEFAULT '[]',   -- JSON array, sorted
+    needs               TEXT NOT NULL DEFAULT '[]',   -- JSON array of job names
+    artifacts_spec      TEXT,                         -- JSON {paths, expire_in, when} for the runner
+    timeout             INTEGER NOT NULL DEFAULT 3600,
     created_at          TEXT NOT NULL,
     updated_at          TEXT NOT NULL,
     queued_at           TEXT,

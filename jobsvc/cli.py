@@ -79,17 +79,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, Any]
 
 
 def _config(values: dict[str, Any]) -> Config:
-    return Config(
-        data_dir=Path(values["data_dir"]),
-        host=values["host"],
-        port=values["port"],
-        fixtures=list(values["fixtures"]),
-        demo=values["demo"],
-        external_url=values["external_url"],
-        jobs_rate_limit=values["jobs_rate_limit"],
-        access_log=values["access_log"],
-        log_level=values["log_level"],
-    )
+    return Config(**{**values, "data_dir": Path(values["data_dir"]), "fixtures": list(values["fixtures"])})
 
 
 def _demo_banner(url: str) -> str:

@@ -463,6 +463,17 @@ def zip_dir(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+DEFAULT_STAGES = (".pre", "build", "test", "deploy", ".post")
+
+
+def stage_order(stages: list[str]) -> dict[str, int]:
+    """Stage positions: GitLab's default order when every stage is a default one, else first appearance."""
+    distinct = list(dict.fromkeys(stages))
+    if all(stage in DEFAULT_STAGES for stage in distinct):
+        distinct.sort(key=DEFAULT_STAGES.index)
+    return {stage: index for index, stage in enumerate(distinct)}
+
+
 class _Loader:
     """One fixture's trip into the database, inside one write transaction."""
 
@@ -762,7 +773,9 @@ class _Loader:
             )
             if pipeline["parent"] is not None:
                 parents.append((pipeline_id, pipeline["parent"], f"{where}.parent"))
+            order = stage_order([job["stage"] for job in pipeline["jobs"]])
             for job_id, job, times, jwhere in jobs:
+                job["_stage_idx"] = order[job["stage"]]
                 await self._job(job_id, project_id, pipeline_id, job, times, user_id, jwhere)
             self.summary.pipelines += 1
         for pipeline_id, parent, where in parents:
@@ -834,7 +847,7 @@ class _Loader:
                 pipeline_id,
                 job["name"],
                 job["stage"],
-                0,
+                job["_stage_idx"],
                 status,
                 job["when"],
                 int(self._allow_failure(job)),

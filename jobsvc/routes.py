@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobsvc.handlers import jobs, meta, projects
+from jobsvc.handlers import jobs, meta, projects, runner
 
 API = "/api/v4"
 
@@ -23,3 +23,11 @@ def setup(app: web.Application) -> None:
     get(API + "/projects/{id}/pipelines/{pipeline_id}/jobs", jobs.list_pipeline_jobs)
     get(API + "/projects/{id}/jobs", jobs.list_project_jobs)
     get(API + "/projects/{id}/jobs/{job_id}", jobs.get_job)
+
+    # the runner API
+    app.router.add_post(API + "/runners", runner.register)
+    app.router.add_delete(API + "/runners", runner.unregister)
+    app.router.add_post(API + "/runners/verify", runner.verify)
+    app.router.add_post(API + "/jobs/request", runner.request_job)
+    app.router.add_put(API + "/jobs/{job_id}", runner.update_job)
+    app.router.add_patch(API + "/jobs/{job_id}/trace", runner.patch_trace)

@@ -75,6 +75,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute and user to GET /projects/:id/jobs (GitLab's project_jobs_api_rate_limit); 0 disables.",
         int,
     ),
+    Setting("registration_token", "", "Token with which runners register (POST /api/v4/runners); empty: registration is off."),
+    Setting("max_artifacts_size", 100, "Largest artifact upload a runner may send, in MB (GitLab's max_artifacts_size).", int),
+    Setting("trace_size_limit", 100, "Largest job log, in MB; past it the job fails with trace_size_exceeded.", int),
+    Setting("default_artifacts_expire_in", "30 days", "Expiry of uploaded artifacts without expire_in; 'never' keeps them."),
+    Setting("sweep_interval", 60, "Seconds between two runs of the sweeper that removes expired artifacts.", int),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
     Setting("log_level", "info", "Logging level: debug, info, warning or error."),
 )
@@ -93,6 +98,11 @@ class Config:
     demo: bool = False
     external_url: str = ""
     jobs_rate_limit: int = 600
+    registration_token: str = ""
+    max_artifacts_size: int = 100
+    trace_size_limit: int = 100
+    default_artifacts_expire_in: str = "30 days"
+    sweep_interval: int = 60
     access_log: bool = False
     log_level: str = "info"
 

@@ -15,11 +15,13 @@ points at it (by its *key*, the path relative to the root).
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
 import re
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,21 @@ _EXTENSIONS = {"zip": "zip", "gzip": "gz", "raw": "raw"}
 
 class StoreError(Exception):
     """A key that the store did not make, or a file that should be there and is not."""
+
+
+class StoreFull(Exception):
+    """The disk is full (ENOSPC) or the file size limit was hit (EFBIG); nothing was half-written."""
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The outcome of a trace append: whether the bytes went in, and the log's length now."""
+
+    accepted: bool
+    size: int
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class Store:
     def __init__(self, root: Path):
         self.root = root
         self.tmp = root / "tmp"
+        self._trace_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def prepare(self) -> None:
         """Create the directories and remove what a crash left half-written."""
@@ -113,3 +131,49 @@ class Store:
 
     def remove(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    # --- logs --------------------------------------------------------------------------
+
+    def trace_path(self, job_id: int) -> Path:
+        return self.path(self.trace_key(job_id))
+
+    def trace_lock(self, job_id: int) -> asyncio.Lock:
+        """The per-job lock every writer of a log holds (appends, archiving, erasing)."""
+        lock = self._trace_locks.get(job_id)
+        if lock is None:
+            lock = self._trace_locks[job_id] = asyncio.Lock()
+        return lock
+
+    def _append(self, job_id: int, start: int, data: bytes) -> Appended:
+        """Compare the offset with the log's real length, then append; a full disk leaves the log as it was."""
+        path = self.trace_path(job_id)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size != start:
+                return Appended(False, size)
+            if not data:
+                return Appended(True, size)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            except OSError as exc:
+                os.ftruncate(fd, size)
+                if exc.errno in _FULL:
+                    raise StoreFull(str(exc)) from None
+                raise
+            return Appended(True, size + len(data))
+        finally:
+            os.close(fd)
+
+    async def append_trace(self, job_id: int, start: int, data: bytes) -> Appended:
+        async with self.trace_lock(job_id):
+            return await asyncio.to_thread(self._append, job_id, start, data)
+
+    def trace_size(self, job_id: int) -> int:
+        try:
+            return self.trace_path(job_id).stat().st_size
+        except FileNotFoundError:
+            return 0

@@ -183,6 +183,7 @@ def world() -> dict[str, Any]:
                         "ref": "feature/x",
                         "parent": 6,
                         "source": "parent_pipeline",
+                        "user": "developer",
                         "jobs": [{"id": 21, "name": "child", "status": "pending"}],
                     },
                 ],

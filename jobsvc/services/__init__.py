@@ -1,0 +1,1 @@
+"""Mutations: each runs in one BEGIN IMMEDIATE transaction and returns a result for expected outcomes."""

@@ -1,0 +1,131 @@
+"""Job state changes that runners cause: authentication by job token, state updates, the log's end.
+
+Every change runs in one BEGIN IMMEDIATE transaction with a guarded UPDATE and
+then lets the pipeline catch up (``processing.after_job_change``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import sqlite3
+
+from jobsvc import auth, errors
+from jobsvc.db import Database, Tx
+from jobsvc.services import processing
+from jobsvc.store import Store
+from jobsvc.timefmt import now_iso
+
+log = logging.getLogger(__name__)
+
+ALIVE_FOR_RUNNER = ("running", "canceling")
+KNOWN_FAILURES = frozenset({
+    "unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure",
+    "missing_dependency_failure", "runner_unsupported", "stale_schedule", "job_execution_timeout",
+    "archived_failure", "unmet_prerequisites", "scheduler_failure", "data_integrity_failure",
+    "forward_deployment_failure", "user_blocked", "ci_quota_exceeded", "no_matching_runner",
+    "trace_size_exceeded", "builds_disabled", "environment_creation_failure", "deployment_rejected",
+    "failed_outdated_deployment_job", "protected_environment_failure", "secrets_provider_not_found",
+    "ip_restriction_failure",
+})  # fmt: skip
+
+
+async def authenticate_job(db: Database, job_id: int, token: str | None) -> sqlite3.Row:
+    """``authenticate_job!``: 403 for an unknown job or a wrong token, and for a job no longer running,
+    with ``Job-Status`` so the runner learns that its job was canceled or has finished."""
+    job = await db.fetchone(
+        "SELECT id, status, token_digest, erased_at, pipeline_id, project_id FROM jobs WHERE id = ?", (job_id,)
+    )
+    if job is None or not token or job["token_digest"] is None:
+        raise errors.forbidden()
+    if not hmac.compare_digest(job["token_digest"], auth.digest(token)):
+        raise errors.forbidden()
+    if job["erased_at"] is not None:
+        raise errors.forbidden("Job has been erased!")
+    if job["status"] not in ALIVE_FOR_RUNNER:
+        raise errors.forbidden("Job is not running", headers={"Job-Status": job["status"]})
+    return job
+
+
+def _finishing_status(current: str, state: str) -> str:
+    """succeed/drop from running; a canceling job ends canceled whatever the runner reports."""
+    if current == "canceling":
+        return "canceled"
+    return "success" if state == "success" else "failed"
+
+
+async def runner_update(db: Database, store: Store, job: sqlite3.Row, state: str, failure_reason: object) -> str:
+    """Apply ``PUT /jobs/:id``; returns the job's status afterwards."""
+    if state == "running":
+
+        async def touch(tx: Tx) -> str:
+            await tx.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (now_iso(), job["id"]))
+            row = await tx.fetchone("SELECT status FROM jobs WHERE id = ?", (job["id"],))
+            return row["status"] if row else job["status"]
+
+        return await db.write(touch)
+    reason = str(failure_reason) if failure_reason in KNOWN_FAILURES else "unknown_failure"
+    return await finish(db, store, job["id"], state, reason)
+
+
+async def finish(db: Database, store: Store, job_id: int, state: str, failure_reason: str | None) -> str:
+    async def work(tx: Tx) -> str:
+        row = await tx.fetchone("SELECT status FROM jobs WHERE id = ?", (job_id,))
+        assert row is not None
+        if row["status"] not in ALIVE_FOR_RUNNER:
+            return row["status"]
+        new = _finishing_status(row["status"], state)
+        now = now_iso()
+        await tx.execute(
+            """UPDATE jobs SET status = ?, failure_reason = ?, finished_at = ?, updated_at = ?
+                WHERE id = ? AND status = ?""",
+            (new, failure_reason if new == "failed" else None, now, now, job_id, row["status"]),
+        )
+        await processing.after_job_change(tx, job_id)
+        return new
+
+    status = await db.write(work)
+    await archive_trace(db, store, job_id)
+    return status
+
+
+async def drop_for_trace_size(db: Database, store: Store, job_id: int) -> None:
+    await finish(db, store, job_id, "failed", "trace_size_exceeded")
+
+
+async def archive_trace(db: Database, store: Store, job_id: int) -> None:
+    """List a finished job's log as its ``trace`` artifact (GitLab archives the live trace as job.log)."""
+    path = store.trace_path(job_id)
+    async with store.trace_lock(job_id):
+        digest_size = await asyncio.to_thread(_digest, path)
+    if digest_size is None:
+        return
+    digest, size = digest_size
+
+    async def work(tx: Tx) -> None:
+        job = await tx.fetchone("SELECT project_id FROM jobs WHERE id = ?", (job_id,))
+        if job is None:
+            return
+        await tx.execute(
+            """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
+                   store_key, created_at) VALUES (?, ?, 'trace', NULL, 'job.log', ?, ?, ?, ?)
+               ON CONFLICT (job_id, file_type) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256""",
+            (job_id, job["project_id"], size, digest, store.trace_key(job_id), now_iso()),
+        )
+
+    await db.write(work)
+
+
+def _digest(path) -> tuple[str, int] | None:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return None
+    with handle:
+        hasher, size = hashlib.sha256(), 0
+        while chunk := handle.read(1024 * 1024):
+            hasher.update(chunk)
+            size += len(chunk)
+    return (hasher.hexdigest(), size) if size else None

@@ -1,0 +1,192 @@
+"""The runner protocol: registration, job requests, state updates and the trace append."""
+
+import asyncio
+
+import pytest
+
+from jobsvc.app import create_app
+from tests.conftest import FINISHED_JOB_TOKEN, RUNNING_JOB_TOKEN, auth
+
+RUNNER = "glrt-test-runner-00000"
+
+
+@pytest.fixture
+async def reg_client(aiohttp_client, config):
+    config.registration_token = "reg-token-123"
+    return await aiohttp_client(create_app(config))
+
+
+class TestRegistration:
+    async def test_register_verify_delete(self, reg_client):
+        resp = await reg_client.post("/api/v4/runners", json={"token": "reg-token-123", "description": "r",
+                                                              "tag_list": "docker, linux", "run_untagged": False})
+        assert resp.status == 201
+        body = await resp.json()
+        assert set(body) == {"id", "token", "token_expires_at"} and body["token"].startswith("glrt-")
+        assert (await reg_client.post("/api/v4/runners/verify", json={"token": body["token"]})).status == 200
+        assert (await reg_client.delete("/api/v4/runners", json={"token": body["token"]})).status == 204
+        assert (await reg_client.post("/api/v4/runners/verify", json={"token": body["token"]})).status == 403
+
+    async def test_form_encoded_registration(self, reg_client):
+        resp = await reg_client.post("/api/v4/runners", data={"token": "reg-token-123", "tag_list[]": "a"})
+        assert resp.status == 201
+
+    async def test_missing_and_wrong_token(self, reg_client):
+        resp = await reg_client.post("/api/v4/runners", json={})
+        assert resp.status == 400 and await resp.json() == {"error": "token is missing"}
+        resp = await reg_client.post("/api/v4/runners", json={"token": "nope"})
+        assert resp.status == 403 and await resp.json() == {"message": "403 Forbidden"}
+
+    async def test_registration_is_off_without_a_token(self, client):
+        assert (await client.post("/api/v4/runners", json={"token": ""})).status == 400
+        assert (await client.post("/api/v4/runners", json={"token": "anything"})).status == 403
+
+    async def test_too_many_tags(self, reg_client):
+        resp = await reg_client.post("/api/v4/runners", json={"token": "reg-token-123",
+                                                              "tag_list": [f"t{i}" for i in range(51)]})
+        assert resp.status == 400
+        assert await resp.json() == {"message": {"tags_list": [
+            "Too many tags specified. Please limit the number of tags to 50"]}}
+
+
+class TestRequestJob:
+    async def test_takes_the_oldest_pending_job(self, client):
+        resp = await client.post("/api/v4/jobs/request", json={"token": RUNNER, "info": {"name": "gitlab-runner"}})
+        assert resp.status == 201
+        job = await resp.json()
+        assert job["id"] == 21 and job["token"].startswith("glcbt-")
+        assert job["job_info"]["name"] == "child" and job["job_info"]["project_id"] == 1
+        assert job["git_info"]["ref"] == "feature/x" and job["git_info"]["ref_type"] == "branch"
+        names = {v["key"]: v for v in job["variables"]}
+        assert names["CI_JOB_ID"]["value"] == "21" and names["CI_JOB_TOKEN"]["masked"] is True
+        assert names["CI_COMMIT_REF_SLUG"]["value"] == "feature-x"
+        assert job["steps"][0]["name"] == "script"
+        state = await (await client.get("/api/v4/projects/1/jobs/21", headers=auth("root"))).json()
+        assert state["status"] == "running" and state["runner"]["id"] == 1 and state["started_at"]
+        # the job token now works where GitLab accepts job tokens
+        assert (await client.get("/api/v4/job", headers={"JOB-TOKEN": job["token"]})).status == 200
+
+    async def test_nothing_left(self, client):
+        assert (await client.post("/api/v4/jobs/request", json={"token": RUNNER})).status == 201
+        resp = await client.post("/api/v4/jobs/request", json={"token": RUNNER})
+        assert resp.status == 204
+        version = resp.headers["X-GitLab-Last-Update"]
+        resp = await client.post("/api/v4/jobs/request", json={"token": RUNNER, "last_update": version})
+        assert resp.status == 204 and resp.headers["X-GitLab-Last-Update"] == version
+
+    async def test_bad_tokens(self, client):
+        resp = await client.post("/api/v4/jobs/request", json={})
+        assert resp.status == 400 and await resp.json() == {"error": "token is missing"}
+        assert (await client.post("/api/v4/jobs/request", json={"token": "nope"})).status == 403
+
+    async def test_concurrent_requests_never_share_a_job(self, client):
+        answers = await asyncio.gather(*(client.post("/api/v4/jobs/request", json={"token": RUNNER})
+                                         for _ in range(10)))
+        assert sorted(r.status for r in answers) == [201] + [204] * 9
+
+
+class TestUpdateJob:
+    async def test_finish_then_not_running(self, client):
+        resp = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "success"})
+        assert resp.status == 200 and resp.headers["Job-Status"] == "success"
+        job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
+        assert job["status"] == "success" and job["finished_at"]
+        assert {"file_type": "trace", "size": 8, "filename": "job.log", "file_format": None} in job["artifacts"]
+        resp = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "success"})
+        assert resp.status == 403 and resp.headers["Job-Status"] == "success"
+        assert await resp.json() == {"message": "403 Forbidden - Job is not running"}
+
+    async def test_failed_with_reason(self, client):
+        resp = await client.put("/api/v4/jobs/11", headers={"JOB-TOKEN": RUNNING_JOB_TOKEN},
+                                json={"state": "failed", "failure_reason": "script_failure"})
+        assert resp.status == 200
+        job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
+        assert job["status"] == "failed" and job["failure_reason"] == "script_failure"
+
+    async def test_unknown_failure_reason(self, client):
+        await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "failed",
+                                                  "failure_reason": "cosmic_rays"})
+        job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
+        assert job["failure_reason"] == "unknown_failure"
+
+    async def test_keep_alive_and_bad_state(self, client):
+        resp = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "running"})
+        assert resp.status == 200 and resp.headers["Job-Status"] == "running"
+        resp = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "exploded"})
+        assert resp.status == 400
+
+    @pytest.mark.parametrize("job_id,token", [(11, "wrong-token"), (999, RUNNING_JOB_TOKEN), (12, RUNNING_JOB_TOKEN)])
+    async def test_forbidden(self, client, job_id, token):
+        resp = await client.put(f"/api/v4/jobs/{job_id}", json={"token": token, "state": "success"})
+        assert resp.status == 403 and await resp.json() == {"message": "403 Forbidden"}
+
+    async def test_finished_job_own_token(self, client):
+        resp = await client.put("/api/v4/jobs/12", json={"token": FINISHED_JOB_TOKEN, "state": "success"})
+        assert resp.status == 403 and resp.headers["Job-Status"] == "success"
+
+
+def patch(client, body, content_range, token=RUNNING_JOB_TOKEN, job_id=11):
+    headers = {"JOB-TOKEN": token, "Content-Type": "text/plain"}
+    if content_range is not None:
+        headers["Content-Range"] = content_range
+    return client.patch(f"/api/v4/jobs/{job_id}/trace", data=body, headers=headers)
+
+
+async def trace_of(client, job_id=11):
+    resp = await client.get(f"/api/v4/projects/1/jobs/{job_id}", headers=auth("root"))
+    return resp
+
+
+class TestTraceAppend:
+    async def test_append_protocol(self, client, config):
+        log = config.data_dir / "traces" / "11.log"
+        assert log.read_bytes() == b"started\n"
+        resp = await patch(client, b"more\n", "8-12")
+        assert resp.status == 202
+        assert resp.headers["Range"] == "0-13" and resp.headers["Job-Status"] == "running"
+        assert resp.headers["X-GitLab-Trace-Update-Interval"] == "60"
+        # the response was lost and the runner sends the same chunk again: nothing is duplicated
+        resp = await patch(client, b"more\n", "8-12")
+        assert resp.status == 416 and resp.headers["Range"] == "0-13"
+        assert await resp.json() == {"error": "416 Range Not Satisfiable"}
+        # a gap: the runner is ahead of the server
+        resp = await patch(client, b"later\n", "20-25")
+        assert resp.status == 416 and resp.headers["Range"] == "0-13"
+        # older runners send an inclusive end, newer ones exclusive; only the start counts
+        assert (await patch(client, b"x", "13-14/14")).status == 202
+        assert log.read_bytes() == b"started\nmore\nx"
+
+    async def test_force_patch_with_empty_body(self, client):
+        resp = await patch(client, b"", "8-8")
+        assert resp.status == 202 and resp.headers["Range"] == "0-8"
+
+    async def test_content_range_required_and_parsed(self, client):
+        resp = await patch(client, b"x", None)
+        assert resp.status == 400 and await resp.json() == {"error": "400 Missing header Content-Range"}
+        resp = await patch(client, b"x", "abc")
+        assert resp.status == 400 and await resp.json() == {"message": "400 Bad request - Invalid Content-Range"}
+
+    async def test_concurrent_patches_at_one_offset(self, client, config):
+        answers = await asyncio.gather(*(patch(client, f"chunk {i}\n".encode(), "8-15") for i in range(8)))
+        assert sorted(r.status for r in answers) == [202] + [416] * 7
+        text = (config.data_dir / "traces" / "11.log").read_bytes()
+        assert text.startswith(b"started\nchunk ") and text.count(b"chunk") == 1
+
+    async def test_not_running_and_bad_token(self, client):
+        resp = await patch(client, b"x", "0-0", token=FINISHED_JOB_TOKEN, job_id=12)
+        assert resp.status == 403 and resp.headers["Job-Status"] == "success"
+        assert (await patch(client, b"x", "8-8", token="bad-token-xx")).status == 403
+
+    async def test_compressed_bodies_are_refused(self, client):
+        resp = await client.patch("/api/v4/jobs/11/trace", data=b"x",
+                                  headers={"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "8-8",
+                                           "Content-Encoding": "gzip"})
+        assert resp.status == 415
+
+    async def test_size_limit_fails_the_job(self, aiohttp_client, config):
+        config.trace_size_limit = 1  # MB
+        client = await aiohttp_client(create_app(config))
+        resp = await patch(client, b"x" * (1024 * 1024), "8-1048583")
+        assert resp.status == 403 and await resp.json() == {"error": "403 Forbidden"}
+        job = await (await trace_of(client)).json()
+        assert job["status"] == "failed" and job["failure_reason"] == "trace_size_exceeded"
