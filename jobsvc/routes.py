@@ -31,3 +31,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post(API + "/jobs/request", runner.request_job)
     app.router.add_put(API + "/jobs/{job_id}", runner.update_job)
     app.router.add_patch(API + "/jobs/{job_id}/trace", runner.patch_trace)
+    app.router.add_post(API + "/jobs/{job_id}/artifacts", runner.upload_artifacts)

@@ -22,8 +22,11 @@ import os
 import re
 import uuid
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import aiofiles
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,22 @@ class StoreFull(Exception):
 
 
 _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+class TooLarge(Exception):
+    """An upload went past its size limit while streaming."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An upload written to ``tmp/`` and fsynced, not yet in place."""
+
+    path: Path
+    size: int
+    sha256: str
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -125,6 +144,42 @@ class Store:
             self._install(temp, key)
         finally:
             temp.unlink(missing_ok=True)
+
+    async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> Incoming:
+        """Stream an upload into ``tmp/``, counting and hashing; over ``limit`` bytes raises TooLarge.
+
+        Nothing is left behind when this raises (too large, disk full, client gone).
+        """
+        temp = self._temp_path()
+        hasher, size = hashlib.sha256(), 0
+        try:
+            async with aiofiles.open(temp, "xb") as handle:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge(limit)
+                    hasher.update(chunk)
+                    await handle.write(chunk)
+                await handle.flush()
+                await asyncio.to_thread(os.fsync, handle.fileno())
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            if exc.errno in _FULL:
+                raise StoreFull(str(exc)) from None
+            raise
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return Incoming(temp, size, hasher.hexdigest())
+
+    def install(self, incoming: Incoming, job_id: int, file_format: str | None) -> StoredFile:
+        """Move a received upload to its final, content-addressed name (blocking)."""
+        key = self.artifact_key(job_id, incoming.sha256, file_format)
+        try:
+            self._install(incoming.path, key)
+        finally:
+            incoming.path.unlink(missing_ok=True)
+        return StoredFile(key, incoming.size, incoming.sha256)
 
     async def aput_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
         return await asyncio.to_thread(self.put_bytes, job_id, data, file_format)

@@ -190,3 +190,117 @@ class TestTraceAppend:
         assert resp.status == 403 and await resp.json() == {"error": "403 Forbidden"}
         job = await (await trace_of(client)).json()
         assert job["status"] == "failed" and job["failure_reason"] == "trace_size_exceeded"
+
+
+def form(content: bytes, *, token_first: str | None = None, token_last: str | None = None, filename="artifacts.zip",
+         **fields):
+    import aiohttp
+
+    data = aiohttp.FormData()
+    if token_first:
+        data.add_field("token", token_first)
+    for key, value in fields.items():
+        data.add_field(key, value)
+    data.add_field("file", content, filename=filename, content_type="application/octet-stream")
+    if token_last:
+        data.add_field("token", token_last)
+    return data
+
+
+def a_zip(name="out/hello.txt", text="hello\n") -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+class TestUpload:
+    url = "/api/v4/jobs/11/artifacts"
+    headers = {"JOB-TOKEN": RUNNING_JOB_TOKEN}
+
+    async def test_upload_archive(self, client, config):
+        content = a_zip()
+        resp = await client.post(self.url + "?artifact_type=archive&artifact_format=zip&expire_in=1+week",
+                                 data=form(content), headers=self.headers)
+        assert resp.status == 201 and await resp.text() == "201"
+        job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
+        assert job["artifacts_file"] == {"filename": "artifacts.zip", "size": len(content)}
+        from datetime import UTC, datetime, timedelta
+
+        expires = datetime.fromisoformat(job["artifacts_expire_at"])
+        assert timedelta(days=6, hours=23) < expires - datetime.now(UTC) <= timedelta(days=7)
+        # the same bytes again (a runner retry) are accepted; different bytes are not
+        resp = await client.post(self.url, data=form(content), headers=self.headers)
+        assert resp.status == 201
+        resp = await client.post(self.url, data=form(a_zip(text="other")), headers=self.headers)
+        assert resp.status == 400
+        assert await resp.json() == {"message": "400 Bad request - another artifact of the same type already exists"}
+        assert list((config.data_dir / "tmp").iterdir()) == []
+        assert len(list((config.data_dir / "artifacts" / "11").iterdir())) == 1
+
+    async def test_token_as_a_form_field(self, client):
+        resp = await client.post(self.url, data=form(a_zip(), token_first=RUNNING_JOB_TOKEN))
+        assert resp.status == 201
+        resp = await client.post("/api/v4/jobs/11/artifacts?artifact_type=junit&artifact_format=gzip",
+                                 data=form(b"\x1f\x8b", token_last=RUNNING_JOB_TOKEN))
+        assert resp.status == 403
+
+    @pytest.mark.parametrize("query,body", [
+        ("artifact_type=archive&artifact_format=gzip", {"message": "400 Bad request - archive artifacts must be in zip format"}),
+        ("artifact_type=junit&artifact_format=raw", {"message": "400 Bad request - junit artifacts must be in gzip format"}),
+        ("artifact_type=bogus", {"error": "artifact_type does not have a valid value"}),
+        ("artifact_format=tar", {"error": "artifact_format does not have a valid value"}),
+        ("expire_in=someday", {"error": "expire_in is invalid"}),
+    ])  # fmt: skip
+    async def test_rejected(self, client, query, body):
+        resp = await client.post(f"{self.url}?{query}", data=form(a_zip()), headers=self.headers)
+        assert resp.status == 400 and await resp.json() == body
+
+    async def test_missing_file_and_bad_token(self, client):
+        import aiohttp
+
+        data = aiohttp.FormData()
+        data.add_field("expire_in", "1 day")
+        data.add_field("other", b"x", filename="x")
+        resp = await client.post(self.url, data=data, headers=self.headers)
+        assert resp.status == 400 and await resp.json() == {"error": "file is missing"}
+        resp = await client.post(self.url, data=form(a_zip()), headers={"JOB-TOKEN": "wrong-token-here"})
+        assert resp.status == 403
+        resp = await client.post("/api/v4/jobs/12/artifacts", data=form(a_zip()), headers={"JOB-TOKEN": FINISHED_JOB_TOKEN})
+        assert resp.status == 403 and resp.headers["Job-Status"] == "success"
+
+    async def test_too_large_leaves_nothing(self, aiohttp_client, config):
+        config.max_artifacts_size = 1  # MB
+        client = await aiohttp_client(create_app(config))
+
+        async def body():
+            for _ in range(3):
+                yield b"x" * (1024 * 1024)
+
+        import aiohttp
+
+        data = aiohttp.FormData()
+        data.add_field("file", body(), filename="big.zip")
+        resp = await client.post(self.url, data=data, headers=self.headers)
+        assert resp.status == 413
+        assert await resp.json() == {"message": "file size has reached maximum size limit"}
+        assert list((config.data_dir / "tmp").iterdir()) == []
+        assert not (config.data_dir / "artifacts" / "11").exists()
+        job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
+        assert job["artifacts"] == []
+
+    async def test_full_disk_is_507_and_leaves_nothing(self, client, config, monkeypatch):
+        import errno
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr("jobsvc.store.os.fsync", full)
+        resp = await client.post(self.url, data=form(a_zip()), headers=self.headers)
+        assert resp.status == 507 and await resp.json() == {"message": "507 Insufficient Storage"}
+        assert list((config.data_dir / "tmp").iterdir()) == []
+        monkeypatch.undo()
+        assert (await client.post(self.url, data=form(a_zip()), headers=self.headers)).status == 201

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from jobsvc import body, errors
 from jobsvc.handlers.base import json_response
 from jobsvc.keys import CONFIG, DB, STORE
-from jobsvc.services import jobstate, payload, runners
-from jobsvc.store import StoreFull
+from jobsvc.durations import DurationError, parse_duration
+from jobsvc.services import artifacts, jobstate, payload, runners
+from jobsvc.store import StoreFull, TooLarge
 from jobsvc.urls import base_url
 
 _CONTENT_RANGE = re.compile(r"\A\s*(\d+)-(\d+)(?:/(\d+|\*))?\s*\Z")
@@ -137,3 +138,101 @@ async def _read_patch(request: web.Request) -> bytes:
             raise errors.ApiError(413, {"message": "413 Request Entity Too Large"})
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+MB = 1024 * 1024
+MAX_FIELD = 64 * 1024
+
+
+async def _chunks(part: BodyPartReader):
+    while chunk := await part.read_chunk(256 * 1024):
+        yield chunk
+
+
+async def _field(part: BodyPartReader) -> str:
+    data = bytearray()
+    async for chunk in _chunks(part):
+        data += chunk
+        if len(data) > MAX_FIELD:
+            raise errors.bad_request(f"{part.name} is too long")
+    return data.decode("utf-8", "replace")
+
+
+async def upload_artifacts(request: web.Request) -> web.Response:
+    """``POST /jobs/:id/artifacts``: the multipart upload, streamed to disk and counted as it comes."""
+    job_id = _job_id(request)
+    db, store, config = request.app[DB], request.app[STORE], request.app[CONFIG]
+    fields = body.query(request.url.query.items())
+    token = request.headers.get("JOB-TOKEN") or fields.get("token")
+    job = await jobstate.authenticate_job(db, job_id, token) if token else None
+    limit = config.max_artifacts_size * MB
+    if request.content_length is not None and request.content_length > limit + MB:
+        raise _too_large()
+    if request.content_type != "multipart/form-data":
+        raise errors.ParamError(["file is missing"])
+    incoming = None
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                raise errors.bad_request("nested multipart is not accepted")
+            if part.name == "file":
+                if incoming is not None:
+                    raise errors.bad_request("only one file may be uploaded")
+                if job is None:  # the token must come before the file: authenticate before reading it
+                    job = await jobstate.authenticate_job(db, job_id, fields.get("token"))
+                filename = part.filename
+                incoming = await store.receive(_chunks(part), limit)
+            elif part.name == "metadata":
+                async for _ in _chunks(part):
+                    pass
+            elif part.name:
+                fields[part.name] = await _field(part)
+        if incoming is None:
+            raise errors.ParamError(["file is missing"])
+        if job is None:
+            job = await jobstate.authenticate_job(db, job_id, fields.get("token"))
+        upload = _upload(job, fields, filename, config.default_artifacts_expire_in)
+        await artifacts.accept_upload(db, store, upload, incoming)
+    except TooLarge:
+        raise _too_large() from None
+    except StoreFull:
+        raise errors.ApiError(507, {"message": "507 Insufficient Storage"}) from None
+    except artifacts.UploadRejected as exc:
+        raise errors.bad_request(str(exc)) from None
+    finally:
+        if incoming is not None:
+            incoming.discard()
+    return _text(201)
+
+
+def _too_large() -> errors.ApiError:
+    return errors.ApiError(413, {"message": "file size has reached maximum size limit"})
+
+
+def _upload(job, fields: dict, filename: str | None, default_expire_in: str) -> artifacts.Upload:
+    file_type = fields.get("artifact_type") or "archive"
+    file_format = fields.get("artifact_format") or "zip"
+    problems = []
+    if file_type not in artifacts.TYPE_AND_FORMAT:
+        problems.append("artifact_type does not have a valid value")
+    if file_format not in artifacts.FORMATS:
+        problems.append("artifact_format does not have a valid value")
+    if problems:
+        raise errors.ParamError(problems)
+    if artifacts.TYPE_AND_FORMAT[file_type] != file_format:
+        raise errors.bad_request(f"{file_type} artifacts must be in {artifacts.TYPE_AND_FORMAT[file_type]} format")
+    try:
+        expire_in = parse_duration(str(fields.get("expire_in") or default_expire_in))
+    except DurationError:
+        raise errors.ParamError(["expire_in is invalid"]) from None
+    name = _safe_filename(filename) or artifacts.DEFAULT_FILENAMES.get(file_type, f"{file_type}.{file_format}")
+    return artifacts.Upload(job["id"], job["project_id"], file_type, file_format, name, expire_in)
+
+
+def _safe_filename(name: str | None) -> str:
+    """The presented filename: a base name, no control characters (it ends up in a header)."""
+    if not name:
+        return ""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(ch for ch in base if ch.isprintable() and ch not in '"')[:255]
