@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +12,7 @@ from aiohttp import web
 
 from jobsvc import fixtures, routes
 from jobsvc.db import Database
+from jobsvc.services import artifacts
 from jobsvc.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, STORE
 from jobsvc.middleware import error_middleware, security_headers
 from jobsvc.ratelimit import RateLimiter
@@ -39,6 +42,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         for path in fixture_paths(config):
             summary = await fixtures.load_fixture(db, store, fixtures.read_fixture(path))
             log.info("%s", summary)
+        await artifacts.reconcile(db, store)
         row = await db.fetchone("SELECT value FROM instance_settings WHERE key = 'external_url'")
         app[EXTERNAL_URL] = row[0] if row else ""
         app[DB] = db
@@ -48,11 +52,21 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await db.close()
 
 
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """The background task that removes expired artifacts, for as long as the app runs."""
+    task = asyncio.create_task(artifacts.sweeper(app[DB], app[STORE], app[CONFIG].sweep_interval))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
     app[RATE_LIMITER] = RateLimiter(config.jobs_rate_limit)
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_sweeper)
     app.on_response_prepare.append(security_headers)
     routes.setup(app)
     return app

@@ -41,3 +41,25 @@ class Access:
 
     def at_least(self, level: int) -> bool:
         return self.admin or self.level >= level
+
+
+def is_protected(ref: str, protected_refs: list[str]) -> bool:
+    """A ref is protected when the project lists it (branches and tags alike; wildcards as GitLab: ``release/*``)."""
+    from fnmatch import fnmatchcase
+
+    return any(ref == pattern or ("*" in pattern and fnmatchcase(ref, pattern)) for pattern in protected_refs)
+
+
+def can_update_job(access: Access, protected: bool) -> bool:
+    """update_build, cancel, retry, play, keep: developers; on a protected ref only who may push there
+    (maintainers, GitLab's default for protected branches)."""
+    return access.at_least(MAINTAINER) or (access.at_least(DEVELOPER) and not protected)
+
+
+def can_erase_job(access: Access, protected: bool, own_job: bool) -> bool:
+    """erase_build: maintainers (admin_build), or the developer who triggered the job on an unprotected ref."""
+    return access.at_least(MAINTAINER) or (access.at_least(DEVELOPER) and own_job and not protected)
+
+
+def can_destroy_artifacts(access: Access) -> bool:
+    return access.at_least(MAINTAINER)

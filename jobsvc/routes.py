@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobsvc.handlers import jobs, meta, projects, runner
+from jobsvc.handlers import artifacts, jobs, meta, projects, runner
 
 API = "/api/v4"
 
@@ -23,6 +23,9 @@ def setup(app: web.Application) -> None:
     get(API + "/projects/{id}/pipelines/{pipeline_id}/jobs", jobs.list_pipeline_jobs)
     get(API + "/projects/{id}/jobs", jobs.list_project_jobs)
     get(API + "/projects/{id}/jobs/{job_id}", jobs.get_job)
+    app.router.add_post(API + "/projects/{id}/jobs/{job_id}/artifacts/keep", artifacts.keep)
+    app.router.add_delete(API + "/projects/{id}/jobs/{job_id}/artifacts", artifacts.delete_job_artifacts)
+    app.router.add_delete(API + "/projects/{id}/artifacts", artifacts.delete_project_artifacts)
 
     # the runner API
     app.router.add_post(API + "/runners", runner.register)

@@ -187,6 +187,9 @@ class Store:
     def remove(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def list_artifact_files(self) -> list[Path]:
+        return [path for path in (self.root / "artifacts").glob("*/*") if path.is_file()]
+
     # --- logs --------------------------------------------------------------------------
 
     def trace_path(self, job_id: int) -> Path:

@@ -14,11 +14,11 @@ from jobsvc import errors
 from jobsvc.auth import Principal
 from jobsvc.keys import DB
 from jobsvc.params import GrapeInteger
-from jobsvc.policy import Access
+from jobsvc.policy import Access, is_protected
 from jobsvc.repo import Repository
 from jobsvc.urls import base_url
 
-__all__ = ["base_url", "find_project", "int_param", "json_response", "repo"]
+__all__ = ["base_url", "find_project", "int_param", "job_of", "json_response", "protected_ref", "repo"]
 
 JSON = "application/json"
 _NUMERIC = re.compile(r"\A-?[0-9]+\Z")
@@ -67,3 +67,15 @@ async def find_project(request: web.Request, principal: Principal | None) -> tup
     if not access.read_project():
         raise errors.not_found("Project")
     return row, access
+
+
+async def job_of(request: web.Request, project: sqlite3.Row) -> sqlite3.Row:
+    """The job named by the route in this project, or GitLab's RecordNotFound 404."""
+    row = await repo(request).job(project["id"], int_param(request, "job_id"))
+    if row is None:
+        raise errors.record_not_found()
+    return row
+
+
+async def protected_ref(request: web.Request, project: sqlite3.Row, ref: str) -> bool:
+    return is_protected(ref, await repo(request).protected_branches(project["id"]))

@@ -93,3 +93,108 @@ async def accept_upload(db: Database, store: Store, upload: Upload, incoming: In
 
 async def archive_of(db: Database, job_id: int) -> sqlite3.Row | None:
     return await db.fetchone("SELECT * FROM job_artifacts WHERE job_id = ? AND file_type = 'archive'", (job_id,))
+
+
+async def keep(db: Database, job_id: int) -> bool:
+    """Keep a job's artifacts forever; False when it has no unexpired archive (GitLab's ``artifacts?``)."""
+
+    async def work(tx: Tx) -> bool:
+        archive = await tx.fetchone(
+            "SELECT expire_at FROM job_artifacts WHERE job_id = ? AND file_type = 'archive'", (job_id,)
+        )
+        if archive is None or (archive["expire_at"] is not None and archive["expire_at"] <= now_iso()):
+            return False
+        await tx.execute("UPDATE jobs SET artifacts_expire_at = NULL WHERE id = ?", (job_id,))
+        await tx.execute("UPDATE job_artifacts SET expire_at = NULL WHERE job_id = ?", (job_id,))
+        return True
+
+    return await db.write(work)
+
+
+async def _delete_rows(tx: Tx, where: str, params: tuple) -> list[str]:
+    rows = await tx.fetchall(f"SELECT id, store_key FROM job_artifacts WHERE {where}", params)  # noqa: S608
+    for row in rows:
+        await tx.execute("DELETE FROM job_artifacts WHERE id = ?", (row["id"],))
+    return [row["store_key"] for row in rows]
+
+
+def remove_files(store: Store, keys: list[str]) -> None:
+    """After the rows are gone: remove their files (a crash here leaves orphans, cleaned on start)."""
+    for key in keys:
+        store.remove(key)
+
+
+async def delete_job_artifacts(db: Database, store: Store, job_id: int) -> None:
+    """Every artifact of a job but its log (GitLab's "erasable" artifacts)."""
+
+    async def work(tx: Tx) -> list[str]:
+        keys = await _delete_rows(tx, "job_id = ? AND file_type != 'trace'", (job_id,))
+        await tx.execute("UPDATE jobs SET artifacts_expire_at = NULL WHERE id = ?", (job_id,))
+        return keys
+
+    remove_files(store, await db.write(work))
+
+
+async def expire_project_artifacts(db: Database, project_id: int) -> int:
+    """``DELETE /projects/:id/artifacts``: mark every artifact expired now, except those of locked pipelines
+    and of the latest successful pipeline of each ref; the sweeper then removes them."""
+
+    async def work(tx: Tx) -> int:
+        return await tx.execute(
+            """UPDATE job_artifacts SET expire_at = ?
+                WHERE project_id = ? AND file_type != 'trace' AND locked = 0
+                  AND job_id IN (
+                      SELECT j.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id
+                       WHERE j.project_id = ? AND p.artifacts_locked = 0
+                         AND p.id NOT IN (SELECT max(id) FROM pipelines
+                                           WHERE project_id = ? AND status = 'success' GROUP BY ref))""",
+            (now_iso(), project_id, project_id, project_id),
+        )
+
+    return await db.write(work)
+
+
+async def sweep(db: Database, store: Store, batch: int = 500) -> int:
+    """Remove expired artifacts whose pipeline is not locked; returns how many went."""
+
+    async def work(tx: Tx) -> list[str]:
+        return await _delete_rows(
+            tx,
+            """id IN (SELECT a.id FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
+                       JOIN pipelines p ON p.id = j.pipeline_id
+                      WHERE a.expire_at IS NOT NULL AND a.expire_at < ? AND a.locked = 0
+                        AND a.file_type != 'trace' AND p.artifacts_locked = 0 LIMIT ?)""",
+            (now_iso(), batch),
+        )
+
+    keys = await db.write(work)
+    remove_files(store, keys)
+    if keys:
+        log.info("swept %d expired artifacts", len(keys))
+    return len(keys)
+
+
+async def sweeper(db: Database, store: Store, interval: float) -> None:
+    """The background task: every ``interval`` seconds, sweep until nothing is left; until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await sweep(db, store) > 0:
+                pass
+        except Exception:  # a failed round is logged and retried next time
+            log.exception("artifact sweep failed")
+
+
+async def reconcile(db: Database, store: Store) -> None:
+    """On start: files no row points at (a crash between rename and commit) are removed; rows whose file
+    is missing are logged (their downloads answer 404)."""
+    rows = await db.fetchall("SELECT store_key FROM job_artifacts")
+    known = {row["store_key"] for row in rows}
+    for path in store.list_artifact_files():
+        key = path.relative_to(store.root).as_posix()
+        if key not in known:
+            log.warning("removing orphaned artifact file %s", key)
+            path.unlink(missing_ok=True)
+    for key in sorted(known):
+        if not key.startswith("traces/") and not store.path(key).exists():
+            log.error("artifact file %s is missing; its downloads answer 404", key)
