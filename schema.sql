@@ -72,6 +72,10 @@ CREATE TABLE projects (
     created_at                 TEXT NOT NULL,
     last_activity_at           TEXT NOT NULL
 );
+-- GET /projects: what a user may see, in the orders GitLab offers
+CREATE INDEX projects_visibility ON projects (visibility, id);
+CREATE INDEX projects_name ON projects (name, id);
+CREATE INDEX projects_last_activity ON projects (last_activity_at, id);
 
 CREATE TABLE protected_branches (
     project_id INTEGER NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
@@ -149,6 +153,15 @@ CREATE TABLE pipelines (
     UNIQUE (project_id, iid)
 );
 CREATE INDEX pipelines_project ON pipelines (project_id, id);
+-- GET /projects/:id/pipelines lists top-level pipelines, filtered or ordered by one column
+CREATE INDEX pipelines_project_top ON pipelines (project_id, id) WHERE parent_id IS NULL;
+CREATE INDEX pipelines_project_status ON pipelines (project_id, status, id);
+CREATE INDEX pipelines_project_ref ON pipelines (project_id, ref, id);
+CREATE INDEX pipelines_project_sha ON pipelines (project_id, sha, id);
+CREATE INDEX pipelines_project_source ON pipelines (project_id, source, id);
+CREATE INDEX pipelines_project_updated ON pipelines (project_id, updated_at, id);
+CREATE INDEX pipelines_project_user ON pipelines (project_id, user_id, id);
+-- the newest successful pipeline of a ref (artifacts by ref)
 CREATE INDEX pipelines_project_ref_status ON pipelines (project_id, ref, status, id);
 CREATE INDEX pipelines_parent ON pipelines (parent_id) WHERE parent_id IS NOT NULL;
 

@@ -97,7 +97,9 @@ def _runner(row: sqlite3.Row, now: datetime) -> dict[str, Any] | None:
 def _artifacts(row: sqlite3.Row, now_text: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """``artifacts[]`` and ``artifacts_file`` (only while an unexpired archive exists)."""
     listed, archive = [], None
-    for file_type, size, filename, file_format, expire_at, _locked in json.loads(row["artifacts"] or "[]"):
+    if row["artifacts"] in (None, "[]"):
+        return listed, archive
+    for file_type, size, filename, file_format, expire_at, _locked in json.loads(row["artifacts"]):
         listed.append({"file_type": file_type, "size": size, "filename": filename, "file_format": file_format})
         if file_type == "archive" and (expire_at is None or expire_at > now_text):
             archive = {"filename": filename, "size": size}
@@ -122,44 +124,63 @@ def pipeline_basic(row: sqlite3.Row, base: str, prefix: str = "p_") -> dict[str,
     }
 
 
+class JobPresenter:
+    """Builds the job entities of one response (API::Entities::Ci::Job).
+
+    The users, commits, pipelines and runners that several jobs of a page share
+    are built once and reused: on a 20-job page most jobs share them.
+    """
+
+    def __init__(self, base: str, now: datetime):
+        self.base, self.now, self.now_text = base, now, format_utc(now)
+        self._shared: dict[tuple[str, Any], Any] = {}
+
+    def _once(self, kind: str, key: Any, build: Any) -> Any:
+        if (kind, key) not in self._shared:
+            self._shared[kind, key] = build()
+        return self._shared[kind, key]
+
+    def __call__(self, row: sqlite3.Row) -> dict[str, Any]:
+        base, path = self.base, row["pr_path"]
+        artifacts, archive = _artifacts(row, self.now_text)
+        entity: dict[str, Any] = {
+            "id": row["id"],
+            "status": row["status"],
+            "stage": row["stage"],
+            "name": row["name"],
+            "ref": row["p_ref"],
+            "tag": bool(row["p_tag"]),
+            "coverage": row["coverage"],
+            "allow_failure": bool(row["allow_failure"]),
+            "created_at": row["created_at"],
+            "started_at": row["started_at"],
+            "finished_at": row["finished_at"],
+            "erased_at": row["erased_at"],
+            "duration": seconds_between(row["started_at"], row["finished_at"], self.now),
+            "queued_duration": seconds_between(row["queued_at"], row["started_at"], self.now),
+            "user": self._once("user", row["user_id"], lambda: user(row, base)),
+            "commit": self._once("commit", (row["project_id"], row["p_sha"]), lambda: _commit(row, base, path)),
+            "pipeline": self._once("pipeline", row["pipeline_id"], lambda: pipeline_basic(row, base)),
+        }
+        if row["status"] == "failed":
+            entity["failure_reason"] = row["failure_reason"] or "unknown_failure"
+        entity["web_url"] = f"{base}/{path}/-/jobs/{row['id']}"
+        entity["project"] = {"ci_job_token_scope_enabled": bool(row["pr_token_scope"])}
+        entity["source"] = row["p_source"]
+        if archive is not None:
+            entity["artifacts_file"] = archive
+        entity["artifacts"] = artifacts
+        entity["runner"] = self._once("runner", row["runner_id"], lambda: _runner(row, self.now))
+        entity["runner_manager"] = None
+        entity["artifacts_expire_at"] = row["artifacts_expire_at"]
+        entity["archived"] = False
+        entity["tag_list"] = sorted(json.loads(row["tags"]))
+        return entity
+
+
 def job(row: sqlite3.Row, base: str, now: datetime) -> dict[str, Any]:
-    """API::Entities::Ci::Job."""
-    now_text = format_utc(now)
-    path = row["pr_path"]
-    artifacts, archive = _artifacts(row, now_text)
-    entity: dict[str, Any] = {
-        "id": row["id"],
-        "status": row["status"],
-        "stage": row["stage"],
-        "name": row["name"],
-        "ref": row["p_ref"],
-        "tag": bool(row["p_tag"]),
-        "coverage": row["coverage"],
-        "allow_failure": bool(row["allow_failure"]),
-        "created_at": row["created_at"],
-        "started_at": row["started_at"],
-        "finished_at": row["finished_at"],
-        "erased_at": row["erased_at"],
-        "duration": seconds_between(row["started_at"], row["finished_at"], now),
-        "queued_duration": seconds_between(row["queued_at"], row["started_at"], now),
-        "user": user(row, base),
-        "commit": _commit(row, base, path),
-        "pipeline": pipeline_basic(row, base),
-    }
-    if row["status"] == "failed":
-        entity["failure_reason"] = row["failure_reason"] or "unknown_failure"
-    entity["web_url"] = f"{base}/{path}/-/jobs/{row['id']}"
-    entity["project"] = {"ci_job_token_scope_enabled": bool(row["pr_token_scope"])}
-    entity["source"] = row["p_source"]
-    if archive is not None:
-        entity["artifacts_file"] = archive
-    entity["artifacts"] = artifacts
-    entity["runner"] = _runner(row, now)
-    entity["runner_manager"] = None
-    entity["artifacts_expire_at"] = row["artifacts_expire_at"]
-    entity["archived"] = False
-    entity["tag_list"] = sorted(json.loads(row["tags"]))
-    return entity
+    """One job entity."""
+    return JobPresenter(base, now)(row)
 
 
 _STATUS_TEXT = {

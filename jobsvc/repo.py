@@ -1,5 +1,5 @@
-"""Read queries: the async repository the handlers call. No SQL lives anywhere else
-on the read side; every list is served by an index (see bench/README.md).
+"""Read queries: the async repository the handlers call. No SQL lives anywhere else on the
+read side. bench/explain.py checks the plan of every list query here (bench/README.md).
 """
 
 from __future__ import annotations
@@ -150,13 +150,16 @@ class Repository:
     ) -> tuple[list[sqlite3.Row], int]:
         """A page of the projects a caller can see, and their number (capped above 10,000)."""
         where, params = [], {"user_id": user_id}
-        member_of = "pr.id IN (SELECT project_id FROM members WHERE user_id = :user_id)"
+        member_of = "SELECT project_id FROM members WHERE user_id = :user_id"
         if membership and user_id is not None:
-            where.append(member_of)
+            where.append(f"pr.id IN ({member_of})")
         elif user_id is None:
             where.append("pr.visibility = 'public'")
         elif not admin:
-            where.append(f"(pr.visibility IN ('public', 'internal') OR {member_of})")
+            # a UNION of two index searches, not an OR, which would scan every project
+            where.append(
+                f"pr.id IN (SELECT id FROM projects WHERE visibility IN ('public', 'internal') UNION {member_of})"
+            )
         if visibility:
             where.append("pr.visibility = :visibility")
             params["visibility"] = visibility
@@ -169,10 +172,9 @@ class Repository:
             order_by, order_by
         )
         direction = "ASC" if sort == "asc" else "DESC"
+        order = f"pr.id {direction}" if column == "id" else f"pr.{column} {direction}, pr.id {direction}"
         rows = await self.db.fetchall(
-            PROJECT_ACCESS
-            + clause
-            + f" ORDER BY pr.{column} {direction}, pr.id {direction} LIMIT :limit OFFSET :offset",
+            PROJECT_ACCESS + clause + f" ORDER BY {order} LIMIT :limit OFFSET :offset",
             {**params, "limit": limit, "offset": offset},
         )
         count = await self.db.fetchone(
@@ -255,3 +257,36 @@ class Repository:
 
 
 MAX_COUNT_PLUS_ONE = 10_001
+
+
+async def latest_successful_job_for_ref(
+    db: Database, project_id: int, ref: str, job_name: str
+) -> sqlite3.Row | None:
+    """``Project#latest_successful_build_for_ref!``: the newest successful pipeline for the ref, then the
+    latest job of that name with an archive in it or its child pipelines; no fall-back to older pipelines."""
+    pipeline = await db.fetchone(
+        """SELECT id FROM pipelines WHERE project_id = ? AND ref = ? AND status = 'success'
+            ORDER BY id DESC LIMIT 1""",
+        (project_id, ref),
+    )
+    if pipeline is None:
+        return None
+    return await db.fetchone(
+        f"""WITH RECURSIVE family(id) AS (
+                SELECT ? UNION ALL
+                SELECT p.id FROM pipelines p JOIN family f ON p.parent_id = f.id WHERE p.project_id = ?)
+            {JOB_SELECT}
+             WHERE j.pipeline_id IN (SELECT id FROM family) AND j.name = ? AND j.retried = 0
+               AND EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_id = j.id AND a.file_type = 'archive')
+             ORDER BY j.id DESC LIMIT 1""",
+        (pipeline["id"], project_id, job_name),
+    )
+
+
+async def archive_row(db: Database, job_id: int) -> sqlite3.Row | None:
+    return await db.fetchone(
+        """SELECT a.*, p.artifacts_locked FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
+             JOIN pipelines p ON p.id = j.pipeline_id
+            WHERE a.job_id = ? AND a.file_type = 'archive'""",
+        (job_id,),
+    )

@@ -50,7 +50,8 @@ async def list_project_jobs(request: web.Request) -> web.Response:
             out_of_range=not result.rows and page.page > 1,
             total=None,
         )
-    return json_response([entities.job(row, base, now) for row in result.rows], headers=headers)
+    present = entities.JobPresenter(base, now)
+    return json_response([present(row) for row in result.rows], headers=headers)
 
 
 async def list_pipeline_jobs(request: web.Request) -> web.Response:
@@ -84,7 +85,8 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
         out_of_range=not result.rows and page.page > 1,
         total=total,
     )
-    return json_response([entities.job(row, base, now) for row in result.rows], headers=headers)
+    present = entities.JobPresenter(base, now)
+    return json_response([present(row) for row in result.rows], headers=headers)
 
 
 async def get_job(request: web.Request) -> web.Response:
