@@ -12,10 +12,10 @@ from aiohttp import web
 
 from jobsvc import fixtures, routes
 from jobsvc.db import Database
-from jobsvc.services import artifacts
 from jobsvc.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, STORE
 from jobsvc.middleware import error_middleware, security_headers
 from jobsvc.ratelimit import RateLimiter
+from jobsvc.services import artifacts
 from jobsvc.settings import Config
 from jobsvc.store import Store
 

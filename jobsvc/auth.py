@@ -128,3 +128,8 @@ async def require(request: web.Request, *, job_token_allowed: bool = False) -> P
     if principal is None:
         raise errors.unauthorized()
     return principal
+
+
+async def job_token_principal(request: web.Request, token: str) -> Principal | None:
+    """The caller a job token stands for (its job's user), for the runner's own routes."""
+    return await _by_job_token(Repository(request.app[DB]), token, base_url(request))

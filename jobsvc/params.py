@@ -179,6 +179,43 @@ class ProjectsSchema(PageSchema):
     simple = GrapeBoolean(load_default=False)
 
 
+class CancelSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    force = GrapeBoolean(load_default=False)
+
+
+class JobVariables(fields.Field):
+    """``job_variables_attributes``: a list of ``{key, value}``, missing parts named as Grape names them."""
+
+    default_error_messages = {"invalid": INVALID}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[dict[str, str]]:
+        if isinstance(value, dict):  # form-encoded ``job_variables_attributes[0][key]`` arrives as a hash
+            value = list(value.values())
+        if not isinstance(value, list):
+            raise self.make_error("invalid")
+        result, problems = [], []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self.make_error("invalid")
+            for part in ("key", "value"):
+                if item.get(part) in (None, ""):
+                    problems.append(f"[{index}][{part}] is missing")
+            result.append({"key": str(item.get("key", "")), "value": str(item.get("value", ""))})
+        if problems:
+            raise ValidationError(problems)
+        return result
+
+
+class PlaySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    job_variables_attributes = JobVariables(load_default=list)
+
+
 class IdSchema(Schema):
     """Route parameters that Grape declares as Integer."""
 
@@ -196,7 +233,8 @@ def _problems(messages: Mapping[str, Any], prefix: str = "") -> list[str]:
             problems.extend(_problems(value, f"{prefix}{name}" if not prefix else f"{prefix}[{name}]"))
         else:
             for text in value if isinstance(value, list) else [value]:
-                problems.append(f"{prefix}{name} {text}" if not prefix else f"{prefix}[{name}] {text}")
+                separator = "" if text.startswith("[") else " "  # "name[0][key] is missing"
+                problems.append(f"{prefix}{name}{separator}{text}" if not prefix else f"{prefix}[{name}] {text}")
     return problems
 
 

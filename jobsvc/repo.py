@@ -21,7 +21,7 @@ USER_COLUMNS = """
 JOB_SELECT = f"""
 SELECT j.id, j.status, j.stage, j.name, j.coverage, j.allow_failure, j.created_at, j.started_at,
        j.finished_at, j.erased_at, j.queued_at, j.failure_reason, j.artifacts_expire_at, j.tags,
-       j.project_id, j.pipeline_id, j."when", j.retried, j.user_id, j.runner_id,
+       j.project_id, j.pipeline_id, j."when", j.retried, j.user_id, j.runner_id, j.variables, j.job_variables,
        p.iid AS p_iid, p.ref AS p_ref, p.tag AS p_tag, p.sha AS p_sha, p.status AS p_status,
        p.source AS p_source, p.created_at AS p_created_at, p.updated_at AS p_updated_at,
        pr.path_with_namespace AS pr_path, pr.ci_job_token_scope_enabled AS pr_token_scope,
@@ -212,6 +212,15 @@ class Repository:
         count = await self.db.fetchone(f"SELECT count(*) FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})", params)
         return JobPage(rows[:limit], len(rows) > limit), count[0] if count else 0
 
+    async def archive(self, job_id: int) -> sqlite3.Row | None:
+        """A job's archive row, with its pipeline's artifacts_locked."""
+        return await self.db.fetchone(
+            """SELECT a.*, p.artifacts_locked FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
+                 JOIN pipelines p ON p.id = j.pipeline_id
+                WHERE a.job_id = ? AND a.file_type = 'archive'""",
+            (job_id,),
+        )
+
     # --- pipelines ---------------------------------------------------------------
 
     async def pipeline(self, project_id: int, pipeline_id: int) -> sqlite3.Row | None:
@@ -259,13 +268,11 @@ class Repository:
 MAX_COUNT_PLUS_ONE = 10_001
 
 
-async def latest_successful_job_for_ref(
-    db: Database, project_id: int, ref: str, job_name: str
-) -> sqlite3.Row | None:
+async def latest_successful_job_for_ref(db: Database, project_id: int, ref: str, job_name: str) -> sqlite3.Row | None:
     """``Project#latest_successful_build_for_ref!``: the newest successful pipeline for the ref, then the
     latest job of that name with an archive in it or its child pipelines; no fall-back to older pipelines."""
     pipeline = await db.fetchone(
-        """SELECT id FROM pipelines WHERE project_id = ? AND ref = ? AND status = 'success'
+        """SELECT id FROM pipelines WHERE project_id = ? AND ref = ? AND status = 'success' AND parent_id IS NULL
             ORDER BY id DESC LIMIT 1""",
         (project_id, ref),
     )
@@ -280,13 +287,4 @@ async def latest_successful_job_for_ref(
                AND EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_id = j.id AND a.file_type = 'archive')
              ORDER BY j.id DESC LIMIT 1""",
         (pipeline["id"], project_id, job_name),
-    )
-
-
-async def archive_row(db: Database, job_id: int) -> sqlite3.Row | None:
-    return await db.fetchone(
-        """SELECT a.*, p.artifacts_locked FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
-             JOIN pipelines p ON p.id = j.pipeline_id
-            WHERE a.job_id = ? AND a.file_type = 'archive'""",
-        (job_id,),
     )

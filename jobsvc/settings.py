@@ -75,10 +75,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute and user to GET /projects/:id/jobs (GitLab's project_jobs_api_rate_limit); 0 disables.",
         int,
     ),
-    Setting("registration_token", "", "Token with which runners register (POST /api/v4/runners); empty: registration is off."),
-    Setting("max_artifacts_size", 100, "Largest artifact upload a runner may send, in MB (GitLab's max_artifacts_size).", int),
+    Setting(
+        "registration_token",
+        "",
+        "Token with which runners register (POST /api/v4/runners); empty: registration is off.",
+    ),
+    Setting(
+        "max_artifacts_size",
+        100,
+        "Largest artifact upload a runner may send, in MB (GitLab's max_artifacts_size).",
+        int,
+    ),
     Setting("trace_size_limit", 100, "Largest job log, in MB; past it the job fails with trace_size_exceeded.", int),
-    Setting("default_artifacts_expire_in", "30 days", "Expiry of uploaded artifacts without expire_in; 'never' keeps them."),
+    Setting(
+        "default_artifacts_expire_in", "30 days", "Expiry of uploaded artifacts without expire_in; 'never' keeps them."
+    ),
     Setting("sweep_interval", 60, "Seconds between two runs of the sweeper that removes expired artifacts.", int),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
     Setting("log_level", "info", "Logging level: debug, info, warning or error."),

@@ -50,6 +50,19 @@ def _user(username: str, uid: int, **extra: Any) -> dict[str, Any]:
     return user
 
 
+PUBLIC_FILES = {
+    "dist/app.txt": "app\n",
+    "docs/index.html": "<html><script>alert(1)</script></html>",
+    "my dir/": "",
+    "my dir/my file.txt": "spaces\n",
+    "data.bin": "\u0000\u0001binary",
+}
+
+
+def _archived(job_id: int, name: str, files: dict[str, str]) -> dict[str, Any]:
+    return {"id": job_id, "name": name, "status": "success", "artifacts": {"files": files}}
+
+
 def world() -> dict[str, Any]:
     users = [
         _user("root", 1, admin=True, name="Administrator"),
@@ -175,6 +188,8 @@ def world() -> dict[str, Any]:
                                 "status": "success",
                                 "user": "developer",
                                 "token": FINISHED_JOB_TOKEN,
+                                "variables": {"CI_DEBUG_TRACE": "true"},
+                                "trace": "debug output\n",
                             },
                         ],
                     },
@@ -194,7 +209,19 @@ def world() -> dict[str, Any]:
                 "visibility": "public",
                 "public_builds": True,
                 "members": [{"user": "developer", "role": "developer"}],
-                "pipelines": [{"id": 30, "ref": "main", "jobs": [{"id": 31, "name": "build", "status": "success"}]}],
+                "pipelines": [
+                    # an older successful main pipeline: its "lint" must not be found by ref
+                    {"id": 29, "ref": "main", "jobs": [_archived(28, "lint", {"lint.txt": "ok\n"})]},
+                    {"id": 30, "ref": "main", "jobs": [_archived(31, "build", PUBLIC_FILES)]},
+                    {"id": 32, "ref": "feature/x.y", "jobs": [_archived(33, "build", {"f.txt": "feature\n"})]},
+                    {
+                        "id": 34,
+                        "ref": "main",
+                        "parent": 30,
+                        "source": "parent_pipeline",
+                        "jobs": [_archived(35, "child-build", {"c.txt": "child\n"})],
+                    },
+                ],
             },
             {
                 "path": "acme/no-public-builds",

@@ -69,7 +69,8 @@ class TestSweeper:
             await asyncio.sleep(0.05)
         assert (await job(client, 9))["artifacts"] == []
         assert not (config.data_dir / "artifacts" / "9").exists() or not any(
-            (config.data_dir / "artifacts" / "9").iterdir())
+            (config.data_dir / "artifacts" / "9").iterdir()
+        )
         assert "artifacts_file" in await job(client, 8)
 
     async def test_locked_pipelines_keep_expired_artifacts(self, client):

@@ -20,13 +20,20 @@ def test_kill_9_mid_upload(tmp_path):
     try:
         url = urlsplit(server.url)
         boundary = "jobsvcboundary"
-        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"artifacts.zip\"\r\n"
-                "Content-Type: application/zip\r\n\r\n").encode()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="artifacts.zip"\r\n'
+            "Content-Type: application/zip\r\n\r\n"
+        ).encode()
         with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
-            conn.sendall((f"POST /api/v4/jobs/11/artifacts HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                          f"JOB-TOKEN: {RUNNING_JOB_TOKEN}\r\n"
-                          f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-                          f"Content-Length: {len(head) + 10 * 1024 * 1024}\r\n\r\n").encode() + head)
+            conn.sendall(
+                (
+                    f"POST /api/v4/jobs/11/artifacts HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                    f"JOB-TOKEN: {RUNNING_JOB_TOKEN}\r\n"
+                    f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                    f"Content-Length: {len(head) + 10 * 1024 * 1024}\r\n\r\n"
+                ).encode()
+                + head
+            )
             conn.sendall(b"x" * (1024 * 1024))
             parts = tmp_path / "var" / "tmp"
             for _ in range(200):

@@ -18,8 +18,10 @@ async def reg_client(aiohttp_client, config):
 
 class TestRegistration:
     async def test_register_verify_delete(self, reg_client):
-        resp = await reg_client.post("/api/v4/runners", json={"token": "reg-token-123", "description": "r",
-                                                              "tag_list": "docker, linux", "run_untagged": False})
+        resp = await reg_client.post(
+            "/api/v4/runners",
+            json={"token": "reg-token-123", "description": "r", "tag_list": "docker, linux", "run_untagged": False},
+        )
         assert resp.status == 201
         body = await resp.json()
         assert set(body) == {"id", "token", "token_expires_at"} and body["token"].startswith("glrt-")
@@ -42,11 +44,13 @@ class TestRegistration:
         assert (await client.post("/api/v4/runners", json={"token": "anything"})).status == 403
 
     async def test_too_many_tags(self, reg_client):
-        resp = await reg_client.post("/api/v4/runners", json={"token": "reg-token-123",
-                                                              "tag_list": [f"t{i}" for i in range(51)]})
+        resp = await reg_client.post(
+            "/api/v4/runners", json={"token": "reg-token-123", "tag_list": [f"t{i}" for i in range(51)]}
+        )
         assert resp.status == 400
-        assert await resp.json() == {"message": {"tags_list": [
-            "Too many tags specified. Please limit the number of tags to 50"]}}
+        assert await resp.json() == {
+            "message": {"tags_list": ["Too many tags specified. Please limit the number of tags to 50"]}
+        }
 
 
 class TestRequestJob:
@@ -80,8 +84,9 @@ class TestRequestJob:
         assert (await client.post("/api/v4/jobs/request", json={"token": "nope"})).status == 403
 
     async def test_concurrent_requests_never_share_a_job(self, client):
-        answers = await asyncio.gather(*(client.post("/api/v4/jobs/request", json={"token": RUNNER})
-                                         for _ in range(10)))
+        answers = await asyncio.gather(
+            *(client.post("/api/v4/jobs/request", json={"token": RUNNER}) for _ in range(10))
+        )
         assert sorted(r.status for r in answers) == [201] + [204] * 9
 
 
@@ -97,15 +102,19 @@ class TestUpdateJob:
         assert await resp.json() == {"message": "403 Forbidden - Job is not running"}
 
     async def test_failed_with_reason(self, client):
-        resp = await client.put("/api/v4/jobs/11", headers={"JOB-TOKEN": RUNNING_JOB_TOKEN},
-                                json={"state": "failed", "failure_reason": "script_failure"})
+        resp = await client.put(
+            "/api/v4/jobs/11",
+            headers={"JOB-TOKEN": RUNNING_JOB_TOKEN},
+            json={"state": "failed", "failure_reason": "script_failure"},
+        )
         assert resp.status == 200
         job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
         assert job["status"] == "failed" and job["failure_reason"] == "script_failure"
 
     async def test_unknown_failure_reason(self, client):
-        await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "failed",
-                                                  "failure_reason": "cosmic_rays"})
+        await client.put(
+            "/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "failed", "failure_reason": "cosmic_rays"}
+        )
         job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
         assert job["failure_reason"] == "unknown_failure"
 
@@ -178,9 +187,11 @@ class TestTraceAppend:
         assert (await patch(client, b"x", "8-8", token="bad-token-xx")).status == 403
 
     async def test_compressed_bodies_are_refused(self, client):
-        resp = await client.patch("/api/v4/jobs/11/trace", data=b"x",
-                                  headers={"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "8-8",
-                                           "Content-Encoding": "gzip"})
+        resp = await client.patch(
+            "/api/v4/jobs/11/trace",
+            data=b"x",
+            headers={"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "8-8", "Content-Encoding": "gzip"},
+        )
         assert resp.status == 415
 
     async def test_size_limit_fails_the_job(self, aiohttp_client, config):
@@ -192,8 +203,9 @@ class TestTraceAppend:
         assert job["status"] == "failed" and job["failure_reason"] == "trace_size_exceeded"
 
 
-def form(content: bytes, *, token_first: str | None = None, token_last: str | None = None, filename="artifacts.zip",
-         **fields):
+def form(
+    content: bytes, *, token_first: str | None = None, token_last: str | None = None, filename="artifacts.zip", **fields
+):
     import aiohttp
 
     data = aiohttp.FormData()
@@ -223,8 +235,11 @@ class TestUpload:
 
     async def test_upload_archive(self, client, config):
         content = a_zip()
-        resp = await client.post(self.url + "?artifact_type=archive&artifact_format=zip&expire_in=1+week",
-                                 data=form(content), headers=self.headers)
+        resp = await client.post(
+            self.url + "?artifact_type=archive&artifact_format=zip&expire_in=1+week",
+            data=form(content),
+            headers=self.headers,
+        )
         assert resp.status == 201 and await resp.text() == "201"
         job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
         assert job["artifacts_file"] == {"filename": "artifacts.zip", "size": len(content)}
@@ -244,13 +259,17 @@ class TestUpload:
     async def test_token_as_a_form_field(self, client):
         resp = await client.post(self.url, data=form(a_zip(), token_first=RUNNING_JOB_TOKEN))
         assert resp.status == 201
-        resp = await client.post("/api/v4/jobs/11/artifacts?artifact_type=junit&artifact_format=gzip",
-                                 data=form(b"\x1f\x8b", token_last=RUNNING_JOB_TOKEN))
+        resp = await client.post(
+            "/api/v4/jobs/11/artifacts?artifact_type=junit&artifact_format=gzip",
+            data=form(b"\x1f\x8b", token_last=RUNNING_JOB_TOKEN),
+        )
         assert resp.status == 403
 
     @pytest.mark.parametrize("query,body", [
-        ("artifact_type=archive&artifact_format=gzip", {"message": "400 Bad request - archive artifacts must be in zip format"}),
-        ("artifact_type=junit&artifact_format=raw", {"message": "400 Bad request - junit artifacts must be in gzip format"}),
+        ("artifact_type=archive&artifact_format=gzip",
+         {"message": "400 Bad request - archive artifacts must be in zip format"}),
+        ("artifact_type=junit&artifact_format=raw",
+         {"message": "400 Bad request - junit artifacts must be in gzip format"}),
         ("artifact_type=bogus", {"error": "artifact_type does not have a valid value"}),
         ("artifact_format=tar", {"error": "artifact_format does not have a valid value"}),
         ("expire_in=someday", {"error": "expire_in is invalid"}),
@@ -269,7 +288,9 @@ class TestUpload:
         assert resp.status == 400 and await resp.json() == {"error": "file is missing"}
         resp = await client.post(self.url, data=form(a_zip()), headers={"JOB-TOKEN": "wrong-token-here"})
         assert resp.status == 403
-        resp = await client.post("/api/v4/jobs/12/artifacts", data=form(a_zip()), headers={"JOB-TOKEN": FINISHED_JOB_TOKEN})
+        resp = await client.post(
+            "/api/v4/jobs/12/artifacts", data=form(a_zip()), headers={"JOB-TOKEN": FINISHED_JOB_TOKEN}
+        )
         assert resp.status == 403 and resp.headers["Job-Status"] == "success"
 
     async def test_too_large_leaves_nothing(self, aiohttp_client, config):

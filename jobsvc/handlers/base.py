@@ -18,7 +18,16 @@ from jobsvc.policy import Access, is_protected
 from jobsvc.repo import Repository
 from jobsvc.urls import base_url
 
-__all__ = ["base_url", "find_project", "int_param", "job_of", "json_response", "protected_ref", "repo"]
+__all__ = [
+    "base_url",
+    "find_project",
+    "find_project_by_id",
+    "int_param",
+    "job_of",
+    "json_response",
+    "protected_ref",
+    "repo",
+]
 
 JSON = "application/json"
 _NUMERIC = re.compile(r"\A-?[0-9]+\Z")
@@ -52,6 +61,17 @@ async def find_project(request: web.Request, principal: Principal | None) -> tup
         row = await repository.project_by_path(ident, user_id)
     else:
         row = None
+    return _readable_project(row, principal)
+
+
+async def find_project_by_id(
+    request: web.Request, principal: Principal | None, project_id: int
+) -> tuple[sqlite3.Row, Access]:
+    row = await repo(request).project_by_id(project_id, principal.user_id if principal else None)
+    return _readable_project(row, principal)
+
+
+def _readable_project(row: sqlite3.Row | None, principal: Principal | None) -> tuple[sqlite3.Row, Access]:
     if row is None:
         raise errors.not_found("Project")
     # A job token reaches only its own job's project.

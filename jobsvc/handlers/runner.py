@@ -7,9 +7,11 @@ import re
 from aiohttp import BodyPartReader, web
 
 from jobsvc import body, errors
-from jobsvc.handlers.base import json_response
-from jobsvc.keys import CONFIG, DB, STORE
+from jobsvc.auth import job_token_principal
 from jobsvc.durations import DurationError, parse_duration
+from jobsvc.handlers.artifacts import send_archive
+from jobsvc.handlers.base import find_project_by_id, json_response
+from jobsvc.keys import CONFIG, DB, STORE
 from jobsvc.services import artifacts, jobstate, payload, runners
 from jobsvc.store import StoreFull, TooLarge
 from jobsvc.urls import base_url
@@ -236,3 +238,28 @@ def _safe_filename(name: str | None) -> str:
         return ""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     return "".join(ch for ch in base if ch.isprintable() and ch not in '"')[:255]
+
+
+async def download_dependency(request: web.Request) -> web.StreamResponse:
+    """``GET /jobs/:id/artifacts``: a running job fetches its own archive or one it depends on.
+
+    Authorized like the public artifact routes (the requesting job's user must be able to read the
+    project's jobs), plus the dependency rule; GitLab's codes: 401 for a token of no running job,
+    403 for a job of another project or one this job does not depend on, 404 without an archive.
+    """
+    job_id = _job_id(request)
+    token = _job_token(request, body.query(request.url.query.items()))
+    db = request.app[DB]
+    requester = await jobstate.running_job_by_token(db, token)
+    if requester is None:
+        raise errors.unauthorized()
+    target = await db.fetchone("SELECT id, name, project_id, pipeline_id, stage_idx FROM jobs WHERE id = ?", (job_id,))
+    if target is None or target["project_id"] != requester["project_id"]:
+        raise errors.forbidden()
+    if not jobstate.depends_on(requester, target):
+        raise errors.forbidden()
+    principal = await job_token_principal(request, token)
+    project, access = await find_project_by_id(request, principal, target["project_id"])
+    if not access.read_build():
+        raise errors.forbidden()
+    return await send_archive(request, target["id"])

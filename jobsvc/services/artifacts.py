@@ -162,7 +162,7 @@ async def sweep(db: Database, store: Store, batch: int = 500) -> int:
             tx,
             """id IN (SELECT a.id FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
                        JOIN pipelines p ON p.id = j.pipeline_id
-                      WHERE a.expire_at IS NOT NULL AND a.expire_at < ? AND a.locked = 0
+                      WHERE a.expire_at IS NOT NULL AND a.expire_at <= ? AND a.locked = 0
                         AND a.file_type != 'trace' AND p.artifacts_locked = 0 LIMIT ?)""",
             (now_iso(), batch),
         )

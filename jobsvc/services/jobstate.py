@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import sqlite3
 
@@ -129,3 +130,23 @@ def _digest(path) -> tuple[str, int] | None:
             hasher.update(chunk)
             size += len(chunk)
     return (hasher.hexdigest(), size) if size else None
+
+
+async def running_job_by_token(db: Database, token: str | None) -> sqlite3.Row | None:
+    if not token:
+        return None
+    job = await db.fetchone(
+        "SELECT id, status, project_id, pipeline_id, stage_idx, needs FROM jobs WHERE token_digest = ?",
+        (auth.digest(token),),
+    )
+    return job if job is not None and job["status"] in ALIVE_FOR_RUNNER else None
+
+
+def depends_on(requester: sqlite3.Row, target: sqlite3.Row) -> bool:
+    """Its own job, or a job of an earlier stage of its pipeline (or one it ``needs``)."""
+    if requester["id"] == target["id"]:
+        return True
+    if requester["pipeline_id"] != target["pipeline_id"]:
+        return False
+    needs = json.loads(requester["needs"] or "[]")
+    return target["name"] in needs if needs else target["stage_idx"] < requester["stage_idx"]

@@ -120,7 +120,9 @@ async def touch(db: Database, runner: sqlite3.Row, info: Any) -> None:
     info_json = json.dumps(info) if isinstance(info, dict) else runner["info"]
 
     async def work(tx: Tx) -> None:
-        await tx.execute("UPDATE runners SET contacted_at = ?, info = ? WHERE id = ?", (now_iso(), info_json, runner["id"]))
+        await tx.execute(
+            "UPDATE runners SET contacted_at = ?, info = ? WHERE id = ?", (now_iso(), info_json, runner["id"])
+        )
 
     await db.write(work)
 
@@ -159,7 +161,11 @@ class Assignment:
 
 async def assign_job(db: Database, runner: sqlite3.Row) -> Assignment | None:
     """Move the oldest pending job this runner may take to ``running``; None when there is none."""
-    projects = "" if runner["is_shared"] else "AND j.project_id IN (SELECT project_id FROM runner_projects WHERE runner_id = :runner)"
+    projects = (
+        ""
+        if runner["is_shared"]
+        else "AND j.project_id IN (SELECT project_id FROM runner_projects WHERE runner_id = :runner)"
+    )
 
     async def work(tx: Tx) -> Assignment | None:
         after = 0
