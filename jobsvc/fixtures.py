@@ -745,7 +745,7 @@ class _Loader:
                 job_id = job["id"] or await self._next_id("jobs", explicit_jobs)
                 jobs.append((job_id, job, job_times(job, created), f"{where}.jobs[{j_index}]"))
             latest = [(job["status"], self._allow_failure(job)) for _, job, _, _ in jobs if not job["retried"]]
-            status = pipeline["status"] or composite(latest) or "skipped"
+            status = pipeline["status"] or composite(latest) or "success"
             started = [t["started_at"] for _, _, t, _ in jobs if t["started_at"]]
             finished = [t["finished_at"] for _, _, t, _ in jobs if t["finished_at"]]
             moments = [created, *started, *finished]

@@ -216,6 +216,27 @@ class PlaySchema(Schema):
     job_variables_attributes = JobVariables(load_default=list)
 
 
+class PipelineVariables(fields.Field):
+    """``variables``: ``[{key, value, variable_type}]`` (or a plain ``{key: value}`` hash)."""
+
+    default_error_messages = {"invalid": INVALID}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, str]:
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return {str(k): v for k, v in value.items()}
+        if not isinstance(value, list) or not all(isinstance(item, dict) and item.get("key") for item in value):
+            raise self.make_error("invalid")
+        return {str(item["key"]): str(item.get("value", "")) for item in value}
+
+
+class CreatePipelineSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    ref = fields.String(required=True, error_messages={"required": "is missing"})
+    variables = PipelineVariables(load_default=dict)
+
+
 class IdSchema(Schema):
     """Route parameters that Grape declares as Integer."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobsvc.handlers import artifacts, jobs, meta, projects, runner
+from jobsvc.handlers import actions, artifacts, jobs, meta, projects, runner
 
 API = "/api/v4"
 
@@ -19,6 +19,7 @@ def setup(app: web.Application) -> None:
     get(API + "/projects", projects.list_projects)
     get(API + "/projects/{id}", projects.get_project)
     get(API + "/projects/{id}/pipelines", projects.list_pipelines)
+    app.router.add_post(API + "/projects/{id}/pipeline", projects.create_pipeline)
     get(API + "/projects/{id}/pipelines/{pipeline_id}", projects.get_pipeline)
     get(API + "/projects/{id}/pipelines/{pipeline_id}/jobs", jobs.list_pipeline_jobs)
     get(API + "/projects/{id}/jobs", jobs.list_project_jobs)
@@ -30,6 +31,10 @@ def setup(app: web.Application) -> None:
     get(API + "/projects/{id}/jobs/{job_id}/trace", artifacts.trace)
     get(API + "/projects/{id}/jobs/{job_id}/artifacts", artifacts.download)
     get(API + "/projects/{id}/jobs/{job_id}/artifacts/{artifact_path:[\\s\\S]+}", artifacts.file)
+    app.router.add_post(API + "/projects/{id}/jobs/{job_id}/cancel", actions.cancel)
+    app.router.add_post(API + "/projects/{id}/jobs/{job_id}/retry", actions.retry)
+    app.router.add_post(API + "/projects/{id}/jobs/{job_id}/erase", actions.erase)
+    app.router.add_post(API + "/projects/{id}/jobs/{job_id}/play", actions.play)
     app.router.add_post(API + "/projects/{id}/jobs/{job_id}/artifacts/keep", artifacts.keep)
     app.router.add_delete(API + "/projects/{id}/jobs/{job_id}/artifacts", artifacts.delete_job_artifacts)
     app.router.add_delete(API + "/projects/{id}/artifacts", artifacts.delete_project_artifacts)

@@ -45,8 +45,11 @@ def run_job(url: str) -> int:
         assert job["steps"][0]["script"] == ["make"]
         sent = 0
         for piece in (b"$ make\n", b"compiling...\n", b"done\n"):
-            resp = http.patch(f"{api}/jobs/{job_id}/trace", data=piece,
-                              headers={"JOB-TOKEN": token, "Content-Range": f"{sent}-{sent + len(piece) - 1}"})
+            resp = http.patch(
+                f"{api}/jobs/{job_id}/trace",
+                data=piece,
+                headers={"JOB-TOKEN": token, "Content-Range": f"{sent}-{sent + len(piece) - 1}"},
+            )
             assert resp.status_code == 202, resp.text
             sent += len(piece)
             assert resp.headers["Range"] == f"0-{sent}"
@@ -54,8 +57,11 @@ def run_job(url: str) -> int:
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("out/app.txt", "the app\n")
             zf.writestr("out/report.html", "<h1>ok</h1>")
-        resp = http.post(f"{api}/jobs/{job_id}/artifacts?artifact_format=zip&artifact_type=archive&expire_in=1+day",
-                         headers={"JOB-TOKEN": token}, files={"file": ("artifacts.zip", archive.getvalue())})
+        resp = http.post(
+            f"{api}/jobs/{job_id}/artifacts?artifact_format=zip&artifact_type=archive&expire_in=1+day",
+            headers={"JOB-TOKEN": token},
+            files={"file": ("artifacts.zip", archive.getvalue())},
+        )
         assert resp.status_code == 201, resp.text
         resp = http.put(f"{api}/jobs/{job_id}", json={"token": token, "state": "success"})
         assert resp.status_code == 200 and resp.headers["Job-Status"] == "success"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobsvc import entities, errors, pagination, params
-from jobsvc.auth import authenticate
-from jobsvc.handlers.base import base_url, find_project, int_param, json_response, repo
+from jobsvc import body, entities, errors, pagination, params, policy
+from jobsvc.auth import authenticate, require
+from jobsvc.handlers.base import base_url, find_project, int_param, json_response, protected_ref, repo
+from jobsvc.keys import DB
+from jobsvc.services import pipelines
 from jobsvc.timefmt import utcnow
 
 
@@ -75,3 +77,22 @@ async def get_pipeline(request: web.Request) -> web.Response:
     if row is None:
         raise errors.record_not_found()
     return json_response(entities.pipeline(row, base_url(request), utcnow()))
+
+
+async def create_pipeline(request: web.Request) -> web.Response:
+    """``POST /projects/:id/pipeline``: a pipeline from the project's stored ``.gitlab-ci.yml``."""
+    principal = await require(request)
+    values = params.load(params.CreatePipelineSchema(), await body.params(request))
+    project, access = await find_project(request, principal)
+    if not policy.can_update_job(access, await protected_ref(request, project, values["ref"])):
+        raise errors.forbidden()
+    db = request.app[DB]
+    if not await pipelines.known_ref(db, project, values["ref"]):
+        raise errors.ApiError(400, {"message": {"base": ["Reference not found"]}})
+    try:
+        definition = pipelines.definition(project, values["ref"], values["variables"])
+    except pipelines.PipelineRefused as exc:
+        raise errors.ApiError(400, {"message": {"base": [str(exc)]}}) from None
+    pipeline_id = await pipelines.create(db, project, definition, principal.user_id)
+    row = await repo(request).pipeline(project["id"], pipeline_id)
+    return json_response(entities.pipeline(row, base_url(request), utcnow()), status=201)

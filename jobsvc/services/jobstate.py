@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 
-from jobsvc import auth, errors
+from jobsvc import auth, errors, statemachine
 from jobsvc.db import Database, Tx
 from jobsvc.services import processing
 from jobsvc.store import Store
@@ -50,11 +50,9 @@ async def authenticate_job(db: Database, job_id: int, token: str | None) -> sqli
     return job
 
 
-def _finishing_status(current: str, state: str) -> str:
+def _finishing_status(current: str, state: str) -> str | None:
     """succeed/drop from running; a canceling job ends canceled whatever the runner reports."""
-    if current == "canceling":
-        return "canceled"
-    return "success" if state == "success" else "failed"
+    return statemachine.transition(current, "succeed" if state == "success" else "drop")
 
 
 async def runner_update(db: Database, store: Store, job: sqlite3.Row, state: str, failure_reason: object) -> str:
@@ -78,6 +76,8 @@ async def finish(db: Database, store: Store, job_id: int, state: str, failure_re
         if row["status"] not in ALIVE_FOR_RUNNER:
             return row["status"]
         new = _finishing_status(row["status"], state)
+        if new is None:
+            return row["status"]
         now = now_iso()
         await tx.execute(
             """UPDATE jobs SET status = ?, failure_reason = ?, finished_at = ?, updated_at = ?
