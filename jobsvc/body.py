@@ -15,7 +15,7 @@ from aiohttp import web
 from jobsvc import errors
 from jobsvc.params import query
 
-__all__ = ["params", "query"]
+__all__ = ["params", "query", "read"]
 
 MAX_BODY = 1024 * 1024
 
@@ -25,7 +25,7 @@ async def params(request: web.Request) -> dict[str, Any]:
     values = query(request.url.query.items())
     if request.content_type == "multipart/form-data":
         return values
-    raw = await _read(request)
+    raw = await read(request)
     if not raw.strip():
         return values
     if request.content_type == "application/json" or raw.lstrip()[:1] in (b"{", b"["):
@@ -44,13 +44,14 @@ async def params(request: web.Request) -> dict[str, Any]:
     return values
 
 
-async def _read(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
+async def read(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The whole body, counted as it arrives: 413 past ``limit`` (client_max_size does not cover streams)."""
+    if request.content_length is not None and request.content_length > limit:
         raise errors.ApiError(413, {"message": "413 Request Entity Too Large"})
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
+    async for chunk in request.content.iter_chunked(256 * 1024):
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             raise errors.ApiError(413, {"message": "413 Request Entity Too Large"})
         chunks.append(chunk)
     return b"".join(chunks)

@@ -311,11 +311,15 @@ class RunningServer:
         return self.proc.returncode
 
 
+def serve_fixture(folder: Path, data: dict[str, Any]) -> RunningServer:
+    """``jobsvc serve`` on a data directory in ``folder``, loaded with the fixture ``data``."""
+    fixture = folder / "fixture.yaml"
+    fixture.write_text(yaml.safe_dump(data, sort_keys=False))
+    return RunningServer(["--data-dir", str(folder / "var"), "--fixtures", str(fixture)])
+
+
 @pytest.fixture(scope="module")
 def world_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("world-server")
-    fixture = folder / "world.yaml"
-    fixture.write_text(yaml.safe_dump(world(), sort_keys=False))
-    server = RunningServer(["--data-dir", str(folder / "var"), "--fixtures", str(fixture)])
+    server = serve_fixture(tmp_path_factory.mktemp("world-server"), world())
     yield server
     assert server.stop() == 0

@@ -5,9 +5,8 @@ import asyncio
 import aiohttp
 import gitlab
 import pytest
-import yaml
 
-from tests.conftest import RunningServer
+from tests.conftest import serve_fixture
 
 TOKEN = "glpat-race-maintainer-00"
 RACERS = 20
@@ -39,9 +38,7 @@ FIXTURE = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("race")
-    (folder / "race.yaml").write_text(yaml.safe_dump(FIXTURE, sort_keys=False))
-    running = RunningServer(["--data-dir", str(folder / "var"), "--fixtures", str(folder / "race.yaml")])
+    running = serve_fixture(tmp_path_factory.mktemp("race"), FIXTURE)
     yield running
     assert running.stop() == 0
 

@@ -6,9 +6,8 @@ import zipfile
 import gitlab
 import pytest
 import requests
-import yaml
 
-from tests.conftest import RunningServer
+from tests.conftest import serve_fixture
 
 RUNNER_TOKEN = "glrt-e2e-runner-000000"
 TOKEN = "glpat-e2e-maintainer-0000"
@@ -27,9 +26,7 @@ FIXTURE = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("e2e")
-    (folder / "e2e.yaml").write_text(yaml.safe_dump(FIXTURE, sort_keys=False))
-    running = RunningServer(["--data-dir", str(folder / "var"), "--fixtures", str(folder / "e2e.yaml")])
+    running = serve_fixture(tmp_path_factory.mktemp("e2e"), FIXTURE)
     yield running
     assert running.stop() == 0
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from aiohttp import web
 
 from jobsvc import body, entities, errors, params, policy
-from jobsvc.auth import require
+from jobsvc.auth import Principal, require
 from jobsvc.handlers.base import base_url, find_project, job_of, json_response, protected_ref, repo
 from jobsvc.keys import DB, STORE
+from jobsvc.policy import Access
 from jobsvc.services import actions
 from jobsvc.timefmt import utcnow
 
@@ -27,15 +29,21 @@ async def _refused(call) -> Any:
         raise errors.ApiError(exc.status, {"message": exc.message}) from None
 
 
-async def cancel(request: web.Request) -> web.Response:
-    principal = await require(request)
-    values = params.load(params.CancelSchema(), await body.params(request))
+async def _job_to_update(request: web.Request, principal: Principal) -> tuple[sqlite3.Row, Access, sqlite3.Row]:
+    """GitLab's order: the project (404), the role on it (403), the job (404), then its protected ref (403)."""
     project, access = await find_project(request, principal)
     if not access.at_least(policy.DEVELOPER):
         raise errors.forbidden()
     job = await job_of(request, project)
     if not policy.can_update_job(access, await protected_ref(request, project, job["p_ref"])):
         raise errors.forbidden()
+    return project, access, job
+
+
+async def cancel(request: web.Request) -> web.Response:
+    principal = await require(request)
+    values = params.load(params.CancelSchema(), await body.params(request))
+    project, access, job = await _job_to_update(request, principal)
     if values["force"] and not access.at_least(policy.MAINTAINER):
         raise errors.forbidden()
     await actions.cancel(request.app[DB], job["id"], force=values["force"])
@@ -44,12 +52,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def retry(request: web.Request) -> web.Response:
     principal = await require(request)
-    project, access = await find_project(request, principal)
-    if not access.at_least(policy.DEVELOPER):
-        raise errors.forbidden()
-    job = await job_of(request, project)
-    if not policy.can_update_job(access, await protected_ref(request, project, job["p_ref"])):
-        raise errors.forbidden()
+    project, _access, job = await _job_to_update(request, principal)
     new_id = await _refused(actions.retry(request.app[DB], job["id"], principal.user_id))
     return await _present(request, project["id"], new_id, 201)
 

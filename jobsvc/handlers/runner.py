@@ -115,7 +115,7 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     if match is None:
         raise errors.bad_request("Invalid Content-Range")
     start = int(match.group(1))
-    data = await _read_patch(request)
+    data = await body.read(request, MAX_PATCH)
     if start + len(data) > config.trace_size_limit * 1024 * 1024:
         await jobstate.drop_for_trace_size(db, store, job["id"])
         raise errors.ApiError(403, {"error": "403 Forbidden"})
@@ -129,17 +129,6 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     headers["X-GitLab-Trace-Update-Interval"] = "60"
     return web.Response(status=202, headers=headers)
 
-
-async def _read_patch(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_PATCH:
-        raise errors.ApiError(413, {"message": "413 Request Entity Too Large"})
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > MAX_PATCH:
-            raise errors.ApiError(413, {"message": "413 Request Entity Too Large"})
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 MB = 1024 * 1024
