@@ -75,6 +75,12 @@ _RUNS_AFTER: Mapping[str, frozenset[str]] = MappingProxyType({
     "always": frozenset({"success", "failed", "skipped"}),
 })  # fmt: skip
 
+# Ci::Pipeline's ``enqueue`` event: where a pipeline goes from these statuses when its jobs are pending.
+_PIPELINE_ENQUEUE: Mapping[str, str] = MappingProxyType({
+    **dict.fromkeys(("success", "failed", "canceling", "canceled", "running"), "running"),
+    "waiting_for_callback": "waiting_for_callback",
+})  # fmt: skip
+
 Verdict = Literal["enqueue", "retry"]
 
 
@@ -156,14 +162,24 @@ def latest(jobs: Iterable[JobState]) -> list[JobState]:
     return [job for job in jobs if not job.retried]
 
 
-def pipeline_status(jobs: Iterable[JobState]) -> str:
-    """The pipeline's status: the composite of its latest attempts.
+def pipeline_status(jobs: Iterable[JobState], current: str = "created") -> str:
+    """The pipeline's status once its jobs changed: the composite of its latest attempts,
+    applied as ``Ci::Pipeline#set_status`` applies it to the ``current`` status.
 
+    Two rules of the pipeline's own state machine show through: a composite of
+    ``created`` changes nothing, and a pipeline that had finished (or is
+    canceling or running) goes back to ``running``, not ``pending``, when a retry
+    gives it a pending job again (its ``enqueue`` event).
     A pipeline without jobs is ``success``, as ``StatusCollection#status_for_array``
-    answers (``Composite`` gives nil and it falls back to success); GitLab itself
-    never creates such a pipeline.
+    answers (Composite gives nil and it falls back to success); GitLab itself never
+    creates such a pipeline.
     """
-    return _composite(latest(jobs))
+    status = _composite(latest(jobs))
+    if status == "created":
+        return current
+    if status == "pending":
+        return _PIPELINE_ENQUEUE.get(current, "pending")
+    return status
 
 
 def process_pipeline(jobs: Sequence[JobState]) -> dict[int, str]:
