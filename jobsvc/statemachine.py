@@ -33,7 +33,6 @@ from typing import Literal
 
 from jobsvc.statuses import COMPLETED, IGNORED, composite
 
-EVENTS = ("enqueue", "run", "succeed", "drop", "cancel", "skip", "actionize", "schedule", "unschedule", "process")
 ACTIONABLE_WHEN = frozenset({"manual", "delayed"})  # Ci::Processable::ACTIONABLE_WHEN
 RETRYABLE = frozenset({"success", "failed", "canceled", "canceling"})
 
@@ -57,6 +56,7 @@ TRANSITIONS: Mapping[str, tuple[tuple[frozenset[str], str], ...]] = MappingProxy
     # What ResetSkippedJobsService uses to hand a job back to processing.
     "process": ((frozenset({"skipped", "manual"}), "created"),),
 })  # fmt: skip
+EVENTS = tuple(TRANSITIONS)
 
 # Columns set to "now" when a job enters a status (commit_status.rb before_transition hooks).
 # Entering ``scheduled`` also sets scheduled_at (now + start_in) and leaving it clears it;
