@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis.configuration import set_hypothesis_home_dir
 
-from jobsvc.app import create_app
-from jobsvc.settings import Config
+# Hypothesis keeps a directory even with its example database off: keep it out of the work tree.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="jobsvc-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+
+from jobsvc.app import create_app  # noqa: E402 - after the Hypothesis home is set
+from jobsvc.settings import Config  # noqa: E402
 
 TOKENS = {
     "root": "glpat-test-root-0000000",

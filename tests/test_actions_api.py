@@ -167,7 +167,8 @@ class TestPlay:
         assert (await job(client, 10))["status"] == "manual"
 
     async def test_finished_manual_job_is_retried(self, client):
-        await sql(client, "UPDATE jobs SET status = 'success' WHERE id = 10")
+        # the test stage has to have passed for the deploy stage to run again (job 6 failed in the world)
+        await sql(client, "UPDATE jobs SET status = 'success' WHERE id IN (6, 10)")
         resp = await post(client, 10, "play")
         assert resp.status == 200 and (await resp.json())["id"] == 10
         listed = await (await client.get("/api/v4/projects/1/pipelines/6/jobs", headers=auth("root"))).json()
@@ -239,3 +240,21 @@ async def test_stage_by_stage(flow):
     jobs, pipeline = await statuses(flow)
     assert jobs["test"] == "success" and jobs["deploy"] == "manual"
     assert pipeline == "manual"
+
+
+async def test_retry_in_a_failed_pipeline_is_processed_like_gitlab(client):
+    """The new attempt starts created and is processed: after a failed earlier stage it is skipped."""
+    await sql(client, "UPDATE jobs SET status = 'failed' WHERE id = 12")
+    new = await (await post(client, 12, "retry")).json()
+    assert new["status"] == "skipped"
+
+
+async def test_a_finished_pipeline_runs_again_after_a_retry(flow):
+    root = {"PRIVATE-TOKEN": "glpat-flow-root-0000"}
+    for state in ("success", "failed", "success", "success"):
+        await run_next(flow, state)
+    jobs, pipeline = await statuses(flow)
+    assert pipeline == "failed"
+    assert (await flow.post("/api/v4/projects/1/jobs/2/retry", headers=root)).status == 201
+    _, pipeline = await statuses(flow)
+    assert pipeline == "running"

@@ -86,8 +86,17 @@ async def _clone(tx: Tx, job: sqlite3.Row, user_id: int, status: str) -> int:
            SELECT project_id, pipeline_id, name, stage, stage_idx, ?, "when", allow_failure, ?, before_script, script,
                after_script, variables, job_variables, tags, needs, artifacts_spec, timeout, ?, ?, ?
              FROM jobs WHERE id = ?""",
-        (status, user_id, now, now, now if status == "pending" else None, job["id"]),
+        (status, user_id, now, now, None, job["id"]),
     )
+
+
+async def _retry(tx: Tx, job: sqlite3.Row, user_id: int) -> int:
+    """Ci::RetryJobService: the new attempt starts ``created`` and processing decides (a manual or delayed
+    job is enqueued at once); the skipped jobs after it go back to ``created`` too."""
+    new_id = await _clone(tx, job, user_id, "created")
+    await processing.reset_skipped_after(tx, new_id)
+    await processing.after_job_change(tx, new_id, enqueue_immediately=job["when"] in statemachine.ACTIONABLE_WHEN)
+    return new_id
 
 
 async def retry(db: Database, job_id: int, user_id: int) -> int:
@@ -97,10 +106,7 @@ async def retry(db: Database, job_id: int, user_id: int) -> int:
         job = await _job(tx, job_id)
         if not statemachine.retryable(job["status"], bool(job["retried"])):
             raise ActionRefused(403, "403 Forbidden - Job is not retryable")
-        new_id = await _clone(tx, job, user_id, "pending")
-        await processing.reset_skipped_after(tx, new_id)
-        await processing.after_job_change(tx, new_id)
-        return new_id
+        return await _retry(tx, job, user_id)
 
     return await db.write(work)
 
@@ -115,16 +121,15 @@ async def play(db: Database, job_id: int, user_id: int, variables: list[Variable
             raise ActionRefused(400, "400 Bad request - Unplayable Job")
         stored = json.dumps([{"key": v.key, "value": v.value} for v in variables]) if variables else None
         if verdict == "retry":
-            new_id = await _clone(tx, job, user_id, "pending")
+            new_id = await _retry(tx, job, user_id)
             if stored is not None:
                 await tx.execute("UPDATE jobs SET job_variables = ? WHERE id = ?", (stored, new_id))
-            await processing.reset_skipped_after(tx, new_id)
-            await processing.after_job_change(tx, new_id)
             return
         extra: dict[str, object] = {"user_id": user_id}
         if stored is not None:
             extra["job_variables"] = stored
         await _set_status(tx, job, "pending", **extra)
+        await processing.reset_skipped_after(tx, job_id)  # EnqueueJobService resets the skipped dependents
         await processing.after_job_change(tx, job_id)
 
     await db.write(work)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 
 from jobsvc import statemachine
 from jobsvc.db import Tx
@@ -48,20 +49,25 @@ async def _apply(tx: Tx, changes: dict[int, str], expected: dict[int, str]) -> N
         )
 
 
-async def after_job_change(tx: Tx, job_id: int) -> None:
+async def after_job_change(tx: Tx, job_id: int, *, enqueue_immediately: bool = False) -> None:
+    """Process the job's pipeline; ``enqueue_immediately`` marks a retried manual job (RetryJobService)."""
     row = await tx.fetchone("SELECT pipeline_id FROM jobs WHERE id = ?", (job_id,))
     if row is not None:
-        await process_pipeline(tx, row["pipeline_id"])
+        await process_pipeline(tx, row["pipeline_id"], enqueue_immediately={job_id} if enqueue_immediately else set())
 
 
-async def process_pipeline(tx: Tx, pipeline_id: int) -> str:
+async def process_pipeline(tx: Tx, pipeline_id: int, *, enqueue_immediately: set[int] | None = None) -> str:
     """Move what can move, then store the pipeline's status; returns it."""
-    states = await _states(tx, pipeline_id)
+    states = [
+        replace(state, enqueue_immediately=True) if state.id in (enqueue_immediately or ()) else state
+        for state in await _states(tx, pipeline_id)
+    ]
     before = {state.id: state.status for state in states}
     changes = statemachine.process_pipeline(states)
     await _apply(tx, changes, before)
-    after = [JobState(**{**state.__dict__, "status": changes.get(state.id, state.status)}) for state in states]
-    status = statemachine.pipeline_status(after)
+    after = [replace(state, status=changes.get(state.id, state.status)) for state in states]
+    current = await tx.fetchone("SELECT status FROM pipelines WHERE id = ?", (pipeline_id,))
+    status = statemachine.pipeline_status(after, current=current["status"] if current else "created")
     times = await tx.fetchone(
         """SELECT min(started_at), max(finished_at) FROM jobs WHERE pipeline_id = ? AND retried = 0""", (pipeline_id,)
     )
