@@ -192,6 +192,8 @@ CREATE TABLE jobs (
     needs               TEXT NOT NULL DEFAULT '[]',   -- JSON array of job names
     artifacts_spec      TEXT,                         -- JSON {paths, expire_in, when} for the runner
     timeout             INTEGER NOT NULL DEFAULT 3600,
+    start_in            TEXT,                         -- when: delayed: how long after it is processed
+    scheduled_at        TEXT,                         -- when a scheduled job is enqueued
     created_at          TEXT NOT NULL,
     updated_at          TEXT NOT NULL,
     queued_at           TEXT,
@@ -208,6 +210,8 @@ CREATE INDEX jobs_project_status ON jobs (project_id, status, id);
 CREATE INDEX jobs_pipeline ON jobs (pipeline_id, id);
 -- the runner queue: oldest pending job first
 CREATE INDEX jobs_pending ON jobs (id) WHERE status = 'pending';
+-- delayed jobs waiting for their time
+CREATE INDEX jobs_scheduled ON jobs (scheduled_at) WHERE status = 'scheduled';
 
 CREATE TABLE job_artifacts (
     id          INTEGER PRIMARY KEY,

@@ -15,7 +15,7 @@ from jobsvc.db import Database
 from jobsvc.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, STORE
 from jobsvc.middleware import error_middleware, security_headers
 from jobsvc.ratelimit import RateLimiter
-from jobsvc.services import artifacts
+from jobsvc.services import artifacts, processing
 from jobsvc.settings import Config
 from jobsvc.store import Store
 
@@ -52,13 +52,18 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await db.close()
 
 
-async def _sweeper(app: web.Application) -> AsyncIterator[None]:
-    """The background task that removes expired artifacts, for as long as the app runs."""
-    task = asyncio.create_task(artifacts.sweeper(app[DB], app[STORE], app[CONFIG].sweep_interval))
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The tasks that run for as long as the app does: the artifact sweeper and the delayed-job scheduler."""
+    tasks = [
+        asyncio.create_task(artifacts.sweeper(app[DB], app[STORE], app[CONFIG].sweep_interval)),
+        asyncio.create_task(processing.scheduler(app[DB])),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(config: Config) -> web.Application:
@@ -66,7 +71,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[RATE_LIMITER] = RateLimiter(config.jobs_rate_limit)
     app.cleanup_ctx.append(_storage)
-    app.cleanup_ctx.append(_sweeper)
+    app.cleanup_ctx.append(_background)
     app.on_response_prepare.append(security_headers)
     routes.setup(app)
     return app

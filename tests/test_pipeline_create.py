@@ -1,5 +1,7 @@
 """POST /projects/:id/pipeline from the project's stored .gitlab-ci.yml, run stage by stage by a runner."""
 
+import asyncio
+
 import pytest
 import yaml
 
@@ -87,3 +89,19 @@ async def test_refused(client, project, query, status, body):
 
 async def test_reporter_cannot_create(client):
     assert (await client.post("/api/v4/projects/1/pipeline?ref=main", headers=dev("rep"))).status == 403
+
+
+async def test_delayed_jobs_start_on_their_own(aiohttp_client, tmp_path):
+    ci = "later:\n  script: [make]\n  when: delayed\n  start_in: 1 second\n"
+    data = {**FIXTURE, "projects": [{**FIXTURE["projects"][0], "ci_config": ci}]}
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    client = await aiohttp_client(create_app(Config(data_dir=tmp_path / "var", fixtures=[str(tmp_path / "f.yaml")])))
+    pipeline = await (await client.post("/api/v4/projects/1/pipeline?ref=main", headers=dev())).json()
+    url = f"/api/v4/projects/1/pipelines/{pipeline['id']}/jobs"
+    assert [j["status"] for j in await (await client.get(url, headers=dev())).json()] == ["scheduled"]
+    for _ in range(60):
+        statuses = [j["status"] for j in await (await client.get(url, headers=dev())).json()]
+        if statuses == ["pending"]:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses == ["pending"]

@@ -74,8 +74,8 @@ async def create(db: Database, project: sqlite3.Row, pipeline: PipelineDefinitio
             await tx.insert(
                 """INSERT INTO jobs (project_id, pipeline_id, name, stage, stage_idx, status, "when", allow_failure,
                        user_id, before_script, script, after_script, variables, tags, needs, artifacts_spec,
-                       created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       start_in, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     project["id"], pipeline_id, job.name, job.stage, job.stage_idx, job.when, int(job.allow_failure),
                     user_id, json.dumps(job.before_script), json.dumps(job.script), json.dumps(job.after_script),
@@ -83,7 +83,7 @@ async def create(db: Database, project: sqlite3.Row, pipeline: PipelineDefinitio
                     json.dumps(list(job.needs or [])),
                     json.dumps({"paths": list(artifacts.paths), "expire_in": artifacts.expire_in,
                                 "when": artifacts.when}) if artifacts else None,
-                    now, now,
+                    job.start_in, now, now,
                 ),
             )  # fmt: skip
         await processing.process_pipeline(tx, pipeline_id)

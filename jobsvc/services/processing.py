@@ -8,15 +8,21 @@ recomputed from its latest jobs with GitLab's composite rules.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import sqlite3
 from dataclasses import replace
+from datetime import timedelta
 
 from jobsvc import statemachine
-from jobsvc.db import Tx
+from jobsvc.db import Database, Tx
+from jobsvc.durations import DurationError, parse_duration
 from jobsvc.statemachine import JobState
 from jobsvc.statuses import COMPLETED
-from jobsvc.timefmt import now_iso
+from jobsvc.timefmt import format_utc, now_iso, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def _state(row: sqlite3.Row) -> JobState:
@@ -42,11 +48,34 @@ async def _apply(tx: Tx, changes: dict[int, str], expected: dict[int, str]) -> N
     for job_id, status in changes.items():
         stamps = statemachine.timestamps_for(status)
         columns = {"status": status, "updated_at": now, **{name: now for name in stamps}}
+        if status == "scheduled":
+            columns["scheduled_at"] = await _scheduled_at(tx, job_id)
         assignments = ", ".join(f"{name} = ?" for name in columns)
         await tx.execute(
             f"UPDATE jobs SET {assignments} WHERE id = ? AND status = ?",  # noqa: S608 - fixed column names
             (*columns.values(), job_id, expected[job_id]),
         )
+
+
+async def _scheduled_at(tx: Tx, job_id: int) -> str:
+    """A delayed job runs ``start_in`` after it is processed (GitLab's scheduled_at)."""
+    row = await tx.fetchone("SELECT start_in FROM jobs WHERE id = ?", (job_id,))
+    try:
+        seconds = parse_duration(row["start_in"] or "0") or 0 if row else 0
+    except DurationError:
+        seconds = 0
+    return format_utc(utcnow() + timedelta(seconds=seconds))
+
+
+async def enqueue_due(tx: Tx) -> list[int]:
+    """Scheduled jobs whose time has come go to pending (GitLab's RunScheduledBuildWorker)."""
+    due = await tx.fetchall(
+        "SELECT id, pipeline_id FROM jobs WHERE status = 'scheduled' AND scheduled_at <= ? ORDER BY id", (now_iso(),)
+    )
+    await _apply(tx, {row["id"]: "pending" for row in due}, {row["id"]: "scheduled" for row in due})
+    for pipeline_id in {row["pipeline_id"] for row in due}:
+        await process_pipeline(tx, pipeline_id)
+    return [row["id"] for row in due]
 
 
 async def after_job_change(tx: Tx, job_id: int, *, enqueue_immediately: bool = False) -> None:
@@ -89,3 +118,15 @@ async def reset_skipped_after(tx: Tx, job_id: int) -> None:
     job = next(state for state in states if state.id == job_id)
     changes = statemachine.reset_skipped_after(states, job)
     await _apply(tx, changes, {state.id: state.status for state in states})
+
+
+async def scheduler(db: Database, interval: float = 1.0) -> None:
+    """The background task that enqueues delayed jobs when their time comes; until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            row = await db.fetchone("SELECT min(scheduled_at) FROM jobs WHERE status = 'scheduled'")
+            if row and row[0] is not None and row[0] <= now_iso():
+                await db.write(enqueue_due)
+        except Exception:  # logged, and tried again next time
+            log.exception("enqueuing scheduled jobs failed")
