@@ -189,7 +189,7 @@ CREATE TABLE jobs (
     variables           TEXT NOT NULL DEFAULT '{}',   -- JSON object: the job's own variables
     job_variables       TEXT NOT NULL DEFAULT '[]',   -- JSON [{key, value}]: given when the job was played
     tags                TEXT NOT NULL DEFAULT '[]',   -- JSON array, sorted
-    needs               TEXT NOT NULL DEFAULT '[]',   -- JSON array of job names
+    needs               TEXT,                         -- JSON array of job names; NULL: scheduled by stage
     artifacts_spec      TEXT,                         -- JSON {paths, expire_in, when} for the runner
     timeout             INTEGER NOT NULL DEFAULT 3600,
     start_in            TEXT,                         -- when: delayed: how long after it is processed

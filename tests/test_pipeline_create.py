@@ -105,3 +105,18 @@ async def test_delayed_jobs_start_on_their_own(aiohttp_client, tmp_path):
             break
         await asyncio.sleep(0.1)
     assert statuses == ["pending"]
+
+
+async def test_needs_run_ahead_of_stages(aiohttp_client, tmp_path):
+    ci = (
+        "stages: [build, test]\n"
+        "slow: {stage: build, script: [make]}\n"
+        "lint: {stage: test, script: [lint], needs: []}\n"
+        "unit: {stage: test, script: [test]}\n"
+    )
+    data = {**FIXTURE, "projects": [{**FIXTURE["projects"][0], "ci_config": ci}]}
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    client = await aiohttp_client(create_app(Config(data_dir=tmp_path / "var", fixtures=[str(tmp_path / "f.yaml")])))
+    pipeline = await (await client.post("/api/v4/projects/1/pipeline?ref=main", headers=dev())).json()
+    jobs = await (await client.get(f"/api/v4/projects/1/pipelines/{pipeline['id']}/jobs", headers=dev())).json()
+    assert {j["name"]: j["status"] for j in jobs} == {"slow": "pending", "lint": "pending", "unit": "created"}

@@ -148,5 +148,6 @@ def depends_on(requester: sqlite3.Row, target: sqlite3.Row) -> bool:
         return True
     if requester["pipeline_id"] != target["pipeline_id"]:
         return False
-    needs = json.loads(requester["needs"] or "[]")
-    return target["name"] in needs if needs else target["stage_idx"] < requester["stage_idx"]
+    if requester["needs"] is not None:
+        return target["name"] in json.loads(requester["needs"])
+    return target["stage_idx"] < requester["stage_idx"]

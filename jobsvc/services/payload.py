@@ -131,10 +131,10 @@ async def build(db: Database, job_id: int, token: str, base: str) -> dict[str, A
     job = await db.fetchone(_JOB, (job_id,))
     assert job is not None
     now = utcnow()
-    needs = json.loads(job["needs"])
+    needs = json.loads(job["needs"]) if job["needs"] is not None else None
     dependencies = []
     for dep in await db.fetchall(_DEPENDENCIES, (job["pipeline_id"], job["stage_idx"])):
-        if needs and dep["name"] not in needs:
+        if needs is not None and dep["name"] not in needs:
             continue
         if dep["expire_at"] is not None and parse(dep["expire_at"]) < now:
             continue

@@ -80,7 +80,7 @@ async def create(db: Database, project: sqlite3.Row, pipeline: PipelineDefinitio
                     project["id"], pipeline_id, job.name, job.stage, job.stage_idx, job.when, int(job.allow_failure),
                     user_id, json.dumps(job.before_script), json.dumps(job.script), json.dumps(job.after_script),
                     json.dumps({**job.variables, **pipeline.variables}), json.dumps(sorted(set(job.tags))),
-                    json.dumps(list(job.needs or [])),
+                    json.dumps(list(job.needs)) if job.needs is not None else None,
                     json.dumps({"paths": list(artifacts.paths), "expire_in": artifacts.expire_in,
                                 "when": artifacts.when}) if artifacts else None,
                     job.start_in, now, now,

@@ -26,11 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def _state(row: sqlite3.Row) -> JobState:
-    # jobsvc stores no needs as [], so ``needs: []`` (a DAG job that needs nothing) runs by stage
-    needs = json.loads(row["needs"] or "[]")
+    needs = tuple(json.loads(row["needs"])) if row["needs"] is not None else None  # None: by stage
     return JobState(
         id=row["id"], name=row["name"], stage_idx=row["stage_idx"], status=row["status"], when=row["when"],
-        allow_failure=bool(row["allow_failure"]), retried=bool(row["retried"]), needs=tuple(needs) or None,
+        allow_failure=bool(row["allow_failure"]), retried=bool(row["retried"]), needs=needs,
     )  # fmt: skip
 
 
