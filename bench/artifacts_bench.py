@@ -15,7 +15,8 @@ In one run:
 3. Checks the bytes once: SHA-256 of the whole archive and of both big members as jobsvc sends
    them, and every Range tail against the file on disk.
 4. Runs --rounds interleaved rounds of
-   (a) the whole 1 GiB archive with curl, 1 connection, nginx and jobsvc in alternating order;
+   (a) the whole 1 GiB archive with curl, 1 connection, --downloads times from each server in
+       alternating order (the round's figure is the median), with the server's CPU use;
    (b) ``Range: bytes=-65536`` of the 1 GiB and 10 MB archives and of the 500 MiB and 1 MiB logs
        (jobsvc, and nginx for the big ones): sequential keep-alive latency, then wrk req/s;
    (c) ``GET /projects/1/jobs/1/artifacts/logs/big.log`` (100 MiB, deflated) and
@@ -202,6 +203,13 @@ class RssSampler(threading.Thread):
 # --- clients ---------------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def curl(url: str, headers: dict[str, str], cpu: int, max_time: float = 300) -> dict:
     """One GET with curl into /dev/null: status, bytes, time to first byte and total (s)."""
     cmd = [*pinned(cpu), "curl", "-sS", "--max-time", f"{max_time:g}", "-o", "/dev/null"]
@@ -352,11 +360,12 @@ def tail_targets(api: int, web: int, token: dict, nginx_paths: dict) -> dict[str
     }
 
 
-def stress(api: int, token: dict, cpu: int, sampler: RssSampler) -> dict:
+def stress(api: int, token: dict, cpu: int, sampler: RssSampler, archive_size: int) -> dict:
     """Concurrent downloads, then extractions the client abandons; threads must come back down."""
     threads_before = sampler.read()["Threads"]
     urls = [api_path("member", DEFLATED_MEMBER)] * 4 + [api_path("member", STORED_MEMBER)] * 2
     urls += [api_path("archive")] * 2
+    sizes = [100 << 20] * 6 + [archive_size] * 2
     began = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -387,6 +396,7 @@ def stress(api: int, token: dict, cpu: int, sampler: RssSampler) -> dict:
         "wall_s": wall,
         "statuses": [r[0] for r in results],
         "bytes": [int(r[1]) for r in results],
+        "complete": [r[0] for r in results] == ["200"] * len(urls) and [int(r[1]) for r in results] == sizes,
         "aborted_bytes": [a["bytes"] for a in aborted],
         "threads_before": threads_before,
         "threads_after": threads_after,
@@ -398,6 +408,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/jobsvc-bench/artifacts"))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--downloads", type=int, default=3, help="1 GiB downloads per server and round (median)")
     parser.add_argument("--single", type=int, default=200, help="sequential Range requests per URL and round")
     parser.add_argument("--wrk-secs", type=float, default=3, help="wrk seconds per Range URL and round; 0: no wrk")
     parser.add_argument("--conns", type=int, default=64, help="wrk connections for the Range tails")
@@ -466,12 +477,15 @@ def main() -> int:
                         fields = {**fields, "Range": f"bytes=-{TAIL}"}
                     run_wrk(f"http://127.0.0.1:{port}{path}", fields, args.conns, 1, lua, args.client_cpu)
 
+            pids = {"jobsvc": server.pid, "nginx": nginx.pid}
             for round_no in range(1, args.rounds + 1):
-                results["rounds"].append(one_round(round_no, args, api, web, token, nginx_paths, big_zip, lua, sampler))
+                results["rounds"].append(
+                    one_round(round_no, args, api, web, token, nginx_paths, big_zip, lua, sampler, pids)
+                )
 
             sampler.phase = "stress"
             time.sleep(1)
-            results["stress"] = stress(api, token, args.client_cpu, sampler)
+            results["stress"] = stress(api, token, args.client_cpu, sampler, big_zip.stat().st_size)
             sampler.phase = "end"
             time.sleep(0.5)
             final = sampler.read()
@@ -505,6 +519,7 @@ def one_round(
     big_zip: Path,
     lua: Path,
     sampler: RssSampler,
+    pids: dict[str, int],
 ) -> dict:
     cpu, result = args.client_cpu, {"round": round_no}
     time.sleep(1)
@@ -514,11 +529,20 @@ def one_round(
         "nginx": (f"http://127.0.0.1:{web}{nginx_paths['big.zip']}", {}),
         "jobsvc": (f"http://127.0.0.1:{api}{api_path('archive')}", token),
     }
+    speeds: dict[str, list[float]] = {name: [] for name in order}
+    busy: dict[str, list[float]] = {name: [] for name in order}
+    for index in range(args.downloads):
+        for name in order if index % 2 == 0 else order[::-1]:
+            before = cpu_seconds(pids[name])
+            got = curl(*downloads[name], cpu)
+            if got["status"] != 200 or got["bytes"] != big_zip.stat().st_size:
+                raise SystemExit(f"round {round_no}: {name} download: {got}")
+            speeds[name].append(got["bytes"] / got["total"] / 1e6)
+            busy[name].append((cpu_seconds(pids[name]) - before) / got["total"])
     for name in order:
-        got = curl(*downloads[name], cpu)
-        if got["status"] != 200 or got["bytes"] != big_zip.stat().st_size:
-            raise SystemExit(f"round {round_no}: {name} download: {got}")
-        result[f"download {name}"] = got["bytes"] / got["total"] / 1e6
+        result[f"download {name}"] = statistics.median(speeds[name])
+        result[f"download {name} samples"] = speeds[name]
+        result[f"download {name} server busy"] = statistics.median(busy[name])
     result["download ratio"] = result["download jobsvc"] / result["download nginx"]
 
     sampler.phase = "range"
@@ -571,15 +595,21 @@ def report(results: dict) -> None:
     col = lambda key: [r[key] for r in rounds]  # noqa: E731
     print(f"\n{len(rounds)} interleaved rounds; medians [min–max] over rounds; ratios taken within each round\n")
 
-    print("Full download of the 1 GiB archive, curl, 1 connection (MB/s)\n")
-    print("| round | nginx (sendfile) | jobsvc | jobsvc / nginx |\n| --- | --- | --- | --- |")
+    downloads = len(rounds[0]["download nginx samples"])
+    print(
+        f"Full download of the 1 GiB archive, curl, 1 connection (MB/s; median of {downloads} per server and round)\n"
+    )
+    print("| round | nginx (sendfile) | jobsvc | jobsvc / nginx | server core busy: nginx / jobsvc |")
+    print("| --- | --- | --- | --- | --- |")
     for r in rounds:
         print(
-            f"| {r['round']} | {r['download nginx']:,.0f} | {r['download jobsvc']:,.0f} | {r['download ratio']:.2f} |"
+            f"| {r['round']} | {r['download nginx']:,.0f} | {r['download jobsvc']:,.0f} | {r['download ratio']:.2f} "
+            f"| {r['download nginx server busy']:.0%} / {r['download jobsvc server busy']:.0%} |"
         )
     print(
         f"| **median** | {spread(col('download nginx'))} | {spread(col('download jobsvc'))} | "
-        f"**{spread(col('download ratio'), '.2f')}** |"
+        f"**{spread(col('download ratio'), '.2f')}** | {statistics.median(col('download nginx server busy')):.0%} / "
+        f"{statistics.median(col('download jobsvc server busy')):.0%} |"
     )
 
     print("\nRange: bytes=-65536 (and two jobsvc requests without a file, for reference)\n")
@@ -635,7 +665,8 @@ def report(results: dict) -> None:
     stress_result = results["stress"]
     print(
         f"\nStress: {stress_result['concurrent']} concurrent downloads (4 deflated, 2 stored members, 2 archives) in "
-        f"{stress_result['wall_s']:.2f} s, statuses {sorted(set(stress_result['statuses']))}; then 4 extractions cut "
+        f"{stress_result['wall_s']:.2f} s, {'all complete' if stress_result['complete'] else 'NOT ALL COMPLETE'} "
+        f"(statuses {sorted(set(stress_result['statuses']))}); then 4 extractions cut "
         f"after 0.1 s (received {stress_result['aborted_bytes']} bytes); server threads "
         f"{stress_result['threads_before']:.0f} before, {stress_result['threads_after']:.0f} after; "
         f"a download after that {'works' if stress_result['after_ok'] else 'FAILS'}"
