@@ -449,9 +449,9 @@ def zip_files(files: Mapping[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def zip_dir(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+def zip_dir(folder: Path, target: Path) -> None:
+    """Zip a folder into ``target`` (symlinks are left out, directories get their own entries)."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_symlink():
                 continue
@@ -460,7 +460,6 @@ def zip_dir(folder: Path) -> bytes:
                 archive.writestr(name + "/", b"")
             elif path.is_file():
                 archive.write(path, name)
-    return buffer.getvalue()
 
 
 DEFAULT_STAGES = (".pre", "build", "test", "deploy", ".post")
@@ -878,12 +877,11 @@ class _Loader:
         if job["trace_file"] is not None:
             path = _inside(self.fixture.folder, job["trace_file"])
             assert path is not None  # checked when the fixture was read
-            content = path.read_bytes()
+            stored = self.store.put_trace_file(job_id, path)  # copied in chunks: logs may be large
         elif job["trace"] is not None:
-            content = job["trace"].encode("utf-8")
+            stored = self.store.put_trace(job_id, job["trace"].encode("utf-8"))
         else:
             return
-        stored = self.store.put_trace(job_id, content)
         self.written.append(stored)
         if job["status"] in {"success", "failed", "canceled", "skipped"}:
             await self.tx.execute(
@@ -896,19 +894,23 @@ class _Loader:
         self, job_id: int, project_id: int, artifacts: Mapping[str, Any], expire_at: str | None, where: str
     ) -> None:
         if artifacts["files"] is not None:
-            content = zip_files(artifacts["files"])
+            stored = self.store.put_bytes(job_id, zip_files(artifacts["files"]), "zip")
         elif artifacts["dir"] is not None:
             folder = _inside(self.fixture.folder, artifacts["dir"])
             assert folder is not None
-            content = zip_dir(folder)
+            built = self.store.temp_file()  # zipped to disk, not to memory: a folder may be large
+            try:
+                zip_dir(folder, built)
+                stored = self.store.put_file(job_id, built, "zip")
+            finally:
+                built.unlink(missing_ok=True)
         else:
             path = _inside(self.fixture.folder, artifacts["archive"])
             assert path is not None
             if not zipfile.is_zipfile(path):
                 self.problems.append(f"{where}.artifacts.archive: {artifacts['archive']!r} is not a zip archive")
                 return
-            content = path.read_bytes()
-        stored = self.store.put_bytes(job_id, content, "zip")
+            stored = self.store.put_file(job_id, path, "zip")  # copied in chunks: archives may be large
         self.written.append(stored)
         await self.tx.execute(
             """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,

@@ -134,6 +134,41 @@ class Store:
         self._write_whole(key, data)
         return StoredFile(key, len(data), hashlib.sha256(data).hexdigest())
 
+    def put_file(self, job_id: int, source: Path, file_format: str | None) -> StoredFile:
+        """Store a copy of an existing file as an artifact, read in chunks (blocking)."""
+        temp, size, digest = self._copy(source)
+        return self.install(Incoming(temp, size, digest), job_id, file_format)
+
+    def put_trace_file(self, job_id: int, source: Path) -> StoredFile:
+        """Replace a job's log with a copy of a file, read in chunks (blocking)."""
+        temp, size, digest = self._copy(source)
+        key = self.trace_key(job_id)
+        try:
+            self._install(temp, key)
+        finally:
+            temp.unlink(missing_ok=True)
+        return StoredFile(key, size, digest)
+
+    def _copy(self, source: Path) -> tuple[Path, int, str]:
+        temp = self._temp_path()
+        hasher, size = hashlib.sha256(), 0
+        try:
+            with open(source, "rb") as src, open(temp, "xb") as dst:
+                while chunk := src.read(1024 * 1024):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp, size, hasher.hexdigest()
+
+    def temp_file(self) -> Path:
+        """A fresh path in ``tmp/`` for a file being built (removed on start if left behind)."""
+        return self._temp_path()
+
     def _write_whole(self, key: str, data: bytes) -> None:
         temp = self._temp_path()
         try:
