@@ -237,16 +237,6 @@ class CreatePipelineSchema(Schema):
     variables = PipelineVariables(load_default=dict)
 
 
-class IdSchema(Schema):
-    """Route parameters that Grape declares as Integer."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    job_id = GrapeInteger()
-    pipeline_id = GrapeInteger()
-
-
 def _problems(messages: Mapping[str, Any], prefix: str = "") -> list[str]:
     problems = []
     for name, value in messages.items():

@@ -122,7 +122,7 @@ class Store:
         _fsync_dir(target.parent)
 
     def put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
-        """Store an artifact file (blocking; see ``aput_bytes``)."""
+        """Store an artifact file from bytes in memory (blocking; for small fixture archives)."""
         digest = hashlib.sha256(data).hexdigest()
         key = self.artifact_key(job_id, digest, file_format)
         self._write_whole(key, data)
@@ -216,9 +216,6 @@ class Store:
             incoming.path.unlink(missing_ok=True)
         return StoredFile(key, incoming.size, incoming.sha256)
 
-    async def aput_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
-        return await asyncio.to_thread(self.put_bytes, job_id, data, file_format)
-
     def remove(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
@@ -264,9 +261,3 @@ class Store:
     async def append_trace(self, job_id: int, start: int, data: bytes) -> Appended:
         async with self.trace_lock(job_id):
             return await asyncio.to_thread(self._append, job_id, start, data)
-
-    def trace_size(self, job_id: int) -> int:
-        try:
-            return self.trace_path(job_id).stat().st_size
-        except FileNotFoundError:
-            return 0

@@ -131,7 +131,6 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     return web.Response(status=202, headers=headers)
 
 
-
 MB = 1024 * 1024
 MAX_FIELD = 64 * 1024
 

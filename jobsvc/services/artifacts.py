@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -89,10 +88,6 @@ async def accept_upload(db: Database, store: Store, upload: Upload, incoming: In
         if await db.fetchone("SELECT 1 FROM job_artifacts WHERE store_key = ?", (stored.key,)) is None:
             store.remove(stored.key)
         raise
-
-
-async def archive_of(db: Database, job_id: int) -> sqlite3.Row | None:
-    return await db.fetchone("SELECT * FROM job_artifacts WHERE job_id = ? AND file_type = 'archive'", (job_id,))
 
 
 async def keep(db: Database, job_id: int) -> bool:
