@@ -10,8 +10,10 @@ when there is none) and ``Link``; ``X-Total``/``X-Total-Pages`` and
 Keyset: ``pagination=keyset`` answers a ``Link: <...cursor=...>; rel="next"``
 while more rows exist, and no Link on the last page.
 
-Link URLs are absolute, keep the request's path (``/api/v4/...``) and its own
-query, percent-encoded so that no raw comma appears in them.
+Link URLs are absolute and keep the request's path exactly as the client sent
+it (still percent-encoded: a project addressed as ``group%2Fname`` stays so, as
+GitLab builds the link from the raw request URL and changes only the query),
+and its own query, percent-encoded so that no raw comma appears in them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -60,6 +63,23 @@ def offset_limit_exceeded(page: int, per_page: int) -> bool:
 
 def _encode(value: str) -> str:
     return quote(value, safe="")
+
+
+# RFC 3986 pchar and "/", less the comma (Link headers are comma-separated), plus "%" of valid escapes
+_PATH_SAFE = re.compile(r"%[0-9A-Fa-f]{2}|[A-Za-z0-9\-._~!$&'()*+;=:@/]")
+_PATH_CHUNK = re.compile(r"%[0-9A-Fa-f]{2}|.", re.DOTALL)
+
+
+def link_path(raw_path: str) -> str:
+    """The request's path as the client sent it, safe inside ``<...>`` of a Link header.
+
+    Escapes the client used (``%2F``, ``%2E``) are kept as they are; a character
+    that may not appear raw in a URL (a space, ``<``, ``>``, a comma, a stray
+    ``%``, anything non-ASCII) is percent-encoded as UTF-8.
+    """
+    return "".join(
+        chunk if _PATH_SAFE.fullmatch(chunk) else quote(chunk, safe="") for chunk in _PATH_CHUNK.findall(raw_path)
+    )
 
 
 def page_url(base: str, path: str, query: Iterable[tuple[str, str]], replace: dict[str, str]) -> str:

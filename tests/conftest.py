@@ -247,7 +247,7 @@ def world() -> dict[str, Any]:
                 "pipelines": [{"id": 50, "ref": "main", "jobs": [{"id": 51, "name": "build", "status": "success"}]}],
             },
             {
-                "path": "acme/big",
+                "path": "acme/big.app",
                 "id": 5,
                 "visibility": "private",
                 "members": [{"user": "developer", "role": "developer"}],

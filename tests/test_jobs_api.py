@@ -3,6 +3,7 @@
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from yarl import URL
 
 from jobsvc.pagination import encode_cursor
 from tests.conftest import BIG_PROJECT_JOBS, auth
@@ -26,6 +27,44 @@ def links(resp):
     import re
 
     return {rel: url for url, rel in re.findall(r'<([^>]+)>; rel="([^"]+)"', resp.headers.get("Link", ""))}
+
+
+class TestLinksKeepTheRawPath:
+    """GitLab builds Link from the raw request URL: a project addressed by an encoded path stays addressed so."""
+
+    PROJECT = "acme%2Fbig%2Eapp"
+
+    async def walk(self, client, url):
+        seen, pages = [], 0
+        while url:
+            resp = await client.get(URL(url, encoded=True), headers=auth("developer"))  # sent as written
+            assert resp.status == 200, await resp.text()
+            seen += ids(await resp.json())
+            pages += 1
+            for link in links(resp).values():
+                assert urlsplit(link).path == urlsplit(url).path  # still %2F and %2E, never decoded
+            url = links(resp).get("next")
+            url = relative(client, url) if url else None
+        return seen, pages
+
+    @pytest.mark.parametrize(
+        "path,query",
+        [
+            ("jobs", "per_page=10"),
+            ("jobs", "pagination=keyset&per_page=10"),
+            ("pipelines/60/jobs", "per_page=10"),
+        ],
+    )
+    async def test_following_links_on_a_project_addressed_by_path(self, client, path, query):
+        seen, pages = await self.walk(client, f"/api/v4/projects/{self.PROJECT}/{path}?{query}")
+        assert pages == 3
+        assert sorted(seen) == list(range(1001, 1001 + BIG_PROJECT_JOBS))
+
+    async def test_pipelines_list(self, client):
+        url = URL(f"/api/v4/projects/{self.PROJECT}/pipelines?per_page=1", encoded=True)
+        resp = await client.get(url, headers=auth("developer"))
+        assert resp.status == 200
+        assert all(urlsplit(url).path == f"/api/v4/projects/{self.PROJECT}/pipelines" for url in links(resp).values())
 
 
 class TestProjectJobs:

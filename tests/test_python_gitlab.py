@@ -121,3 +121,15 @@ def test_gitlab_cli(world_server):
         check=True,
     )
     assert json.loads(got.stdout)["name"] == "rubocop"
+
+
+def test_get_all_on_a_project_addressed_by_path(gl):
+    """python-gitlab follows Link: the encoded path (%2F; %2E too) must survive in it."""
+    jobs = gl.projects.get("acme/big.app", lazy=True).jobs.list(get_all=True, per_page=10)
+    assert len(jobs) == BIG_PROJECT_JOBS
+    keyset = gl.projects.get("acme/big.app", lazy=True).jobs.list(
+        get_all=True, pagination="keyset", order_by="id", sort="desc", per_page=10
+    )
+    assert len(keyset) == BIG_PROJECT_JOBS
+    raw = gl.http_list("/projects/acme%2Fbig%2Eapp/pipelines/60/jobs", get_all=True, per_page=10)
+    assert len(raw) == BIG_PROJECT_JOBS

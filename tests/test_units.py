@@ -164,3 +164,23 @@ def test_keyset_headers():
 )
 def test_composite_status(jobs, expected):
     assert composite(jobs) == expected
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("/api/v4/projects/1/jobs", "/api/v4/projects/1/jobs"),
+        # the client's escapes stay: a project addressed by path must stay one path segment
+        ("/api/v4/projects/acme%2Fbig%2Eapp/jobs", "/api/v4/projects/acme%2Fbig%2Eapp/jobs"),
+        ("/api/v4/projects/acme%2fbig.app/jobs", "/api/v4/projects/acme%2fbig.app/jobs"),
+        # what may not stand raw inside <...> of a Link header is encoded
+        ("/p/a,b", "/p/a%2Cb"),
+        ("/p/a b<c>", "/p/a%20b%3Cc%3E"),
+        ("/p/100%", "/p/100%25"),
+        ("/p/%zz", "/p/%25zz"),
+        ("/p/\u2713", "/p/%E2%9C%93"),
+        ("/p/~user;x=1:@!$&'()*+", "/p/~user;x=1:@!$&'()*+"),
+    ],
+)
+def test_link_path_keeps_the_clients_escapes(raw, expected):
+    assert pagination.link_path(raw) == expected

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from jobsvc import errors
+from jobsvc import errors, pagination
 from jobsvc.auth import Principal
 from jobsvc.keys import DB
 from jobsvc.params import GrapeInteger
@@ -25,6 +25,7 @@ __all__ = [
     "int_param",
     "job_of",
     "json_response",
+    "link_path",
     "protected_ref",
     "repo",
 ]
@@ -35,6 +36,11 @@ _NUMERIC = re.compile(r"\A-?[0-9]+\Z")
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+def link_path(request: web.Request) -> str:
+    """The path for pagination links: the request's own, still percent-encoded as the client sent it."""
+    return pagination.link_path(request.rel_url.raw_path)
 
 
 def repo(request: web.Request) -> Repository:

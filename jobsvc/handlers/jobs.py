@@ -6,7 +6,7 @@ from aiohttp import web
 
 from jobsvc import entities, errors, pagination, params
 from jobsvc.auth import authenticate, require
-from jobsvc.handlers.base import base_url, find_project, int_param, json_response, repo
+from jobsvc.handlers.base import base_url, find_project, int_param, json_response, link_path, repo
 from jobsvc.keys import RATE_LIMITER
 from jobsvc.timefmt import utcnow
 
@@ -34,7 +34,7 @@ async def list_project_jobs(request: web.Request) -> web.Response:
                 raise errors.bad_request("Invalid cursor")
         result = await repo(request).project_jobs(project["id"], query["scope"], limit=page.per_page, after=after)
         next_after = result.rows[-1]["id"] if result.has_next and result.rows else None
-        headers = pagination.keyset_headers(base, request.path, raw_query, page.per_page, next_after)
+        headers = pagination.keyset_headers(base, link_path(request), raw_query, page.per_page, next_after)
     else:
         if pagination.offset_limit_exceeded(query["page"], query["per_page"]):
             raise errors.ApiError(405, {"error": pagination.OFFSET_LIMIT_MESSAGE})
@@ -43,7 +43,7 @@ async def list_project_jobs(request: web.Request) -> web.Response:
         )
         headers = pagination.offset_headers(
             base,
-            request.path,
+            link_path(request),
             raw_query,
             page,
             has_next=result.has_next,
@@ -78,7 +78,7 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
     base, now = base_url(request), utcnow()
     headers = pagination.offset_headers(
         base,
-        request.path,
+        link_path(request),
         list(request.url.query.items()),
         page,
         has_next=result.has_next and page.per_page > 0,

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from jobsvc import body, entities, errors, pagination, params, policy
 from jobsvc.auth import authenticate, require
-from jobsvc.handlers.base import base_url, find_project, int_param, json_response, protected_ref, repo
+from jobsvc.handlers.base import base_url, find_project, int_param, json_response, link_path, protected_ref, repo
 from jobsvc.keys import DB
 from jobsvc.services import pipelines
 from jobsvc.timefmt import utcnow
@@ -17,7 +17,7 @@ def _counted_headers(request: web.Request, page: pagination.Page, rows: int, cou
     has_next = page.offset + rows < count
     return pagination.offset_headers(
         base_url(request),
-        request.path,
+        link_path(request),
         list(request.url.query.items()),
         page,
         has_next=has_next,
