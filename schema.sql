@@ -230,3 +230,7 @@ CREATE TABLE job_artifacts (
 );
 CREATE INDEX job_artifacts_project ON job_artifacts (project_id, id);
 CREATE INDEX job_artifacts_expire ON job_artifacts (expire_at) WHERE expire_at IS NOT NULL;
+
+-- migration: 2
+-- a runner's running jobs, for its job_execution_status (active or idle) in the job entity
+CREATE INDEX jobs_running_runner ON jobs (runner_id) WHERE status = 'running';

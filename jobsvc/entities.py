@@ -90,7 +90,10 @@ def _runner(row: sqlite3.Row, now: datetime) -> dict[str, Any] | None:
         "runner_type": "instance_type" if row["r_is_shared"] else "project_type",
         "name": row["r_name"],
         "online": online,
+        "created_at": row["r_created_at"],
         "status": "online" if online else ("never_contacted" if contacted is None else "offline"),
+        # GitLab's RunnerJobExecutionStatusHelper: active while the runner has a running job
+        "job_execution_status": "active" if row["r_busy"] else "idle",
     }
 
 

@@ -30,7 +30,8 @@ SELECT j.id, j.status, j.stage, j.name, j.coverage, j.allow_failure, j.created_a
        c.committer_name AS c_committer_name, c.committer_email AS c_committer_email,
        c.committed_date AS c_committed_date, c.created_at AS c_created_at, c.parent_ids AS c_parent_ids,
        r.description AS r_description, r.name AS r_name, r.paused AS r_paused, r.is_shared AS r_is_shared,
-       r.contacted_at AS r_contacted_at,
+       r.contacted_at AS r_contacted_at, r.created_at AS r_created_at,
+       EXISTS (SELECT 1 FROM jobs rj WHERE rj.runner_id = j.runner_id AND rj.status = 'running') AS r_busy,
        {USER_COLUMNS.format(a="u", p="u_")},
        (SELECT json_group_array(json_array(a.file_type, a.size, a.filename, a.file_format, a.expire_at, a.locked))
           FROM job_artifacts a WHERE a.job_id = j.id) AS artifacts

@@ -83,6 +83,23 @@ async def test_failed_job_shape(client):
     assert job["ref"] == "master" and job["tag"] is False
 
 
+RUNNER_KEYS = [
+    "id", "description", "ip_address", "active", "paused", "is_shared", "runner_type", "name", "online",
+    "created_at", "status", "job_execution_status",
+]  # fmt: skip
+
+
+async def test_nested_runner_is_gitlabs_runner_entity(client):
+    """lib/api/entities/ci/runner.rb: created_at, and job_execution_status (active while it runs a job)."""
+    runner = (await get(client, 6))["runner"]
+    assert list(runner) == RUNNER_KEYS
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", runner["created_at"])
+    assert runner["job_execution_status"] == "idle"
+    resp = await client.post("/api/v4/jobs/request", json={"token": "glrt-test-runner-00000"})
+    assert resp.status == 201
+    assert (await get(client, 6))["runner"]["job_execution_status"] == "active"
+
+
 async def test_success_job_with_archive_and_log(client):
     job = await get(client, 8)
     assert "failure_reason" not in job
