@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Artifact and log downloads: full archive vs nginx, Range tails, one file out of a 1 GiB zip, server RSS.
 
-    /tmp/venv/bin/python bench/artifacts_bench.py [--dir /tmp/jobsvc-bench/artifacts] [--rounds 5]
+    .venv/bin/python bench/artifacts_bench.py [--dir /tmp/jobsvc-bench/artifacts] [--rounds 5]
 
 In one run:
 

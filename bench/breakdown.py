@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where one GET /projects/:id/jobs request spends its time, in process (no HTTP).
 
-    taskset -c 0 /tmp/venv/bin/python bench/breakdown.py [--data-dir /tmp/jobsvc-bench/data] [--reps 300]
+    taskset -c 0 .venv/bin/python bench/breakdown.py [--data-dir /tmp/jobsvc-bench/data] [--reps 300]
 
 Runs the steps the handler runs, through the real jobsvc.db.Database (aiosqlite), Repository,
 entities and orjson, on the database made by gen_jobs_db.py; prints the median µs of each step.

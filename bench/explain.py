@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """EXPLAIN QUERY PLAN for every list query jobsvc issues; exits 1 if one is not served by an index.
 
-    /tmp/venv/bin/python bench/explain.py [--data-dir /tmp/jobsvc-bench/data] [--no-time] [--quiet] [--only PREFIX]
+    .venv/bin/python bench/explain.py [--data-dir /tmp/jobsvc-bench/data] [--no-time] [--quiet] [--only PREFIX]
 
 The SQL is not copied: the real ``jobsvc.repo.Repository`` methods run against a recorder that
 captures each statement and its parameters. Every statement is planned twice: on a fresh

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fill a fresh jobsvc data directory with a large job history, fast (stdlib sqlite3, no server).
 
-    /tmp/venv/bin/python bench/gen_jobs_db.py --out /tmp/jobsvc-bench/data [--jobs 1000000] [--projects 1000]
+    .venv/bin/python bench/gen_jobs_db.py --out /tmp/jobsvc-bench/data [--jobs 1000000] [--projects 1000]
 
 The database is made by applying the migrations of the real schema.sql (jobsvc.db), so the
 benchmark follows the shipped DDL and indexes. Pipelines are created in time order, each in a

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """HTTP benchmark of the job list: first page vs deep keyset page vs deep OFFSET page, and friends.
 
-    /tmp/venv/bin/python bench/list_bench.py [--data-dir /tmp/jobsvc-bench/data] [--rounds 5] [--secs 5]
+    .venv/bin/python bench/list_bench.py [--data-dir /tmp/jobsvc-bench/data] [--rounds 5] [--secs 5]
 
 Starts ``jobsvc serve`` on the data directory made by gen_jobs_db.py (loopback, a free port,
 rate limit off, pinned to --server-cpu), checks every URL once, measures single-request latency
@@ -257,7 +257,8 @@ def main() -> int:
                 single(conn, path, headers, 50)
                 measure(path, 1)
             for round_no in range(1, args.rounds + 1):
-                time.sleep(1)  # let the server finish what the last wrk run left queued (performance.md §9)
+                # abandoned requests keep running (aiohttp's handler_cancellation is off)
+                time.sleep(1)  # let the server finish what the last wrk run left queued
                 for name, path in urls.items():
                     results["single"][name].append(single(conn, path, headers, args.single))
                 for name, path in urls.items():

@@ -13,7 +13,7 @@ Hierarchy::
      ├─ messages built by the helpers below: unauthorized(), forbidden(), ...
      └─ ParamError           a Grape-style validation failure: 400 {"error": "<param> <problem>"}
 
-Handlers and services raise; ``jobsvc.middleware.errors`` turns every
+Handlers and services raise; ``jobsvc.middleware.error_middleware`` turns every
 ApiError (and anything unexpected, as a 500) into the response.
 """
 

@@ -1,4 +1,4 @@
-"""Fixture files (shared/spec/fixtures.md): validate whole, then load in one transaction.
+"""Fixture files (format: docs/fixtures.md): validate whole, then load in one transaction.
 
 ``read_fixture`` parses and validates a file and returns a ``Fixture`` (or
 raises ``FixtureError`` naming the place: ``projects[0].pipelines[1].jobs[2].status:

@@ -1,6 +1,7 @@
 """Who may do what: GitLab's roles, visibility and ``public_builds``, as pure functions.
 
-Abilities follow ``ProjectPolicy`` / ``Ci::BuildPolicy`` (reference §1.4):
+Abilities follow ``ProjectPolicy`` / ``Ci::BuildPolicy`` (app/policies/project_policy.rb,
+app/policies/ci/build_policy.rb):
 ``read_project`` for members, for anyone on a public project and for any
 signed-in user on an internal one; ``read_build`` for reporters and up, or
 for anyone who can read the project when it has public pipelines on.
@@ -36,7 +37,8 @@ class Access:
             return True
         return self.public_builds and self.read_project()
 
-    # read_pipeline follows read_build for the endpoints jobsvc serves (reference §2.2).
+    # read_pipeline follows read_build for the endpoints jobsvc serves (lib/api/ci/jobs.rb checks read_pipeline,
+    # then app/finders/ci/jobs_finder.rb keeps what the user may read_build).
     read_pipeline = read_build
 
     def at_least(self, level: int) -> bool:

@@ -37,3 +37,46 @@ def test_ci_runs_the_readme_test_command():
     last_command = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")][-1]
     assert last_command == ".venv/bin/python -m pytest"
     assert f"&& {last_command}" in README
+
+
+# Workspace notes a clone does not have: the project cites GitLab's own files or states the fact instead.
+_OUTSIDE = re.compile(
+    "|".join(
+        re.escape(name)
+        for name in ("shared" + "/", "reference" + "/", "hardening" + ".md", "performance" + ".md",
+                     "gitlab-jobs-api" + ".md", "clients" + ".md", "/" + "work/", "reference" + " §")
+    )
+)  # fmt: skip
+
+
+def _project_text_files():
+    for folder in ("jobsvc", "tests", "bench", "docs", ".ci"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.is_file() and path.suffix in ("", ".py", ".md", ".yaml", ".yml", ".sql", ".sh", ".json", ".cfg"):
+                yield path
+    yield from (ROOT / name for name in ("README.md", "setup.cfg", "pyproject.toml", "schema.sql"))
+
+
+def test_nothing_points_outside_the_repository():
+    hits = []
+    for path in _project_text_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if _OUTSIDE.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert hits == []
+
+
+def test_readme_tree_lists_every_module():
+    tree = README.split("## Project tree", 1)[1].split("```", 2)[1]
+    package = ROOT / "jobsvc"
+    missing = [
+        path.relative_to(package).as_posix()
+        for path in sorted(package.glob("*.py"))
+        if path.name != "__init__.py" and not re.search(rf"^\s+{re.escape(path.name)}\s", tree, re.MULTILINE)
+    ]
+    missing += [
+        path.name + "/"
+        for path in sorted(package.iterdir())
+        if path.is_dir() and path.name != "__pycache__" and f" {path.name}/" not in tree
+    ]
+    assert missing == []

@@ -1,4 +1,4 @@
-"""The job entity (reference §3): fields, formats and the rules for optional keys."""
+"""The job entity (lib/api/entities/ci/job.rb and job_basic.rb): fields, formats and rules for optional keys."""
 
 import re
 from datetime import UTC, datetime

@@ -1,7 +1,7 @@
 """Range, If-Range and file serving: the pure rules as tables, then send_file over HTTP.
 
 The HTTP tests run a tiny app of their own, so they pin send_file itself, including the
-aiohttp 3.14.5 cases that web.FileResponse gets wrong (hardening.md §2.2).
+aiohttp 3.14.5 cases that web.FileResponse gets wrong (bytes=-0, If-Range ETags, multi-range and unknown units).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def part(start: int, end: int) -> RangeDecision:
 # ---------------------------------------------------------------------------------------- parse_range
 
 PARSE_CASES = [
-    # The hardening.md §2.2 table, on a 1000-byte file.
+    # RFC 9110 §14 on a 1000-byte file, with the cases aiohttp's FileResponse gets wrong.
     ("bytes=0-9", N, part(0, 9)),
     ("bytes=990-5000", N, part(990, 999)),
     ("bytes=1000-", N, UNSATISFIABLE),
