@@ -7,12 +7,19 @@ it holds an asyncio lock from ``BEGIN IMMEDIATE`` to ``COMMIT``/``ROLLBACK``
 and is shielded from cancellation, so a client that disconnects never leaves
 half a transaction. Reads use their own connection; WAL gives them a
 consistent snapshot beside a writer.
+
+A write that fails because the disk is full (SQLITE_FULL, or a disk I/O
+error while the filesystem has next to no room left) is rolled back and
+raised as ``DatabaseFull``, which the error middleware answers with 507.
+Nothing of the transaction stays behind, and the next write works again as
+soon as there is room; reads are not affected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import site
 import sqlite3
@@ -26,6 +33,39 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# below this much free space, a disk I/O error of SQLite is taken for ENOSPC (short writes of the WAL or
+# of the shared-memory index surface as SQLITE_IOERR_WRITE / _SHMSIZE rather than SQLITE_FULL)
+NEARLY_FULL = 8 * 1024 * 1024
+
+
+class DatabaseFull(Exception):
+    """A write transaction failed for want of disk space; it was rolled back and changed nothing."""
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding ``path``."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def is_disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether a sqlite3 error means "no room": SQLITE_FULL, or an I/O error on a (nearly) full disk."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "database or disk is full" in str(exc)
+    primary = code & 0xFF
+    if primary == sqlite3.SQLITE_FULL:
+        return True
+    if primary == sqlite3.SQLITE_IOERR:
+        try:
+            return free_bytes(path) < NEARLY_FULL
+        except OSError:
+            return False
+    return False
+
 
 _MIGRATION = re.compile(r"^-- migration: (\d+)\s*$", re.MULTILINE)
 
@@ -159,15 +199,21 @@ class Database:
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 result = await work(Tx(conn))
-            except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-                raise
-            try:
                 await conn.execute("COMMIT")
-            except BaseException:
-                # e.g. SQLITE_FULL: SQLite may already have rolled back by itself
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+            except BaseException as exc:
+                await self._rollback(conn)
+                if is_disk_full(exc, self.path.parent):
+                    log.warning("database write refused, the disk is full: %s", exc)
+                    raise DatabaseFull(str(exc)) from exc
                 raise
             return result
+
+    @staticmethod
+    async def _rollback(conn: aiosqlite.Connection) -> None:
+        """After a failed statement or COMMIT (SQLITE_FULL may have rolled back already by itself)."""
+        if not conn.in_transaction:
+            return
+        try:
+            await conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the original error is the one to report
+            log.error("ROLLBACK failed: %s", exc)

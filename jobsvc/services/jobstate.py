@@ -43,11 +43,25 @@ async def authenticate_job(db: Database, job_id: int, token: str | None) -> sqli
         raise errors.forbidden()
     if not hmac.compare_digest(job["token_digest"], auth.digest(token)):
         raise errors.forbidden()
+    check_alive(job)
+    return job
+
+
+def check_alive(job: sqlite3.Row) -> None:
+    """The runner may still write for this job (its ``status`` and ``erased_at``): else GitLab's 403."""
     if job["erased_at"] is not None:
         raise errors.forbidden("Job has been erased!")
     if job["status"] not in ALIVE_FOR_RUNNER:
         raise errors.forbidden("Job is not running", headers={"Job-Status": job["status"]})
-    return job
+
+
+async def alive_status(db: Database, job_id: int) -> str:
+    """Read the job again (after a wait, a lock or a body): its status, or the 403 of ``check_alive``."""
+    job = await db.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (job_id,))
+    if job is None:
+        raise errors.forbidden()
+    check_alive(job)
+    return job["status"]
 
 
 def _finishing_status(current: str, state: str) -> str | None:
