@@ -21,6 +21,7 @@ database's state changes and deletes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import hashlib
@@ -265,6 +266,10 @@ class Store:
 
 
 CHUNK = 256 * 1024
+# Log writes and their fdatasync run here, not in the default executor (a handful of threads): each log
+# needs its own fdatasync, and with many in flight at once the filesystem commits them together (ext4's
+# journal batches concurrent syncs), so concurrent appends of different jobs share the cost of a flush.
+_LOG_IO = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="jobsvc-log")
 
 
 def _datasync(fd: int) -> None:
@@ -313,7 +318,7 @@ class TraceAppend:
         return self.start + self.written
 
     async def _run(self, fn) -> None:
-        self._pending = asyncio.get_running_loop().run_in_executor(None, fn)
+        self._pending = asyncio.get_running_loop().run_in_executor(_LOG_IO, fn)
         await asyncio.shield(self._pending)
 
     def _flush(self) -> None:

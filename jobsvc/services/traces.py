@@ -2,14 +2,18 @@
 
 One append is one step under the job's trace lock (``Store.trace_lock``):
 
-1. read the job again: if it ended or was erased while the request waited, GitLab's 403;
+1. if the request had to wait for the lock, read the job again: if it ended or was erased
+   meanwhile, GitLab's 403 (the caller authenticated it just before, with nothing in between);
 2. compare ``Content-Range``'s start with the log's real length (416 when they differ, after the
    body was counted, since GitLab checks the size limit on ``start + body length`` first);
 3. stream the body onto the log's end in chunks (``Store.trace_appender``: never more than a few
    hundred KiB in memory, whatever the body's size);
 4. read the job once more, now that the whole body is there: if it ended meanwhile (a ``PUT``
    success, a cancel), the log is truncated back and the runner gets the same 403;
-5. fdatasync, then 202: an acknowledged byte is on disk.
+5. fdatasync, then 202: an acknowledged byte is on disk, as a committed state change is (the
+   database runs with synchronous = FULL). Each log needs its own fdatasync, so appends of different
+   jobs cannot share one; they run on the store's own pool of threads (``store._LOG_IO``), many at
+   once, and the filesystem commits concurrent syncs together (bench/trace_bench.py measures it).
 
 Why the lock closes the race with a job's end: everything that turns a job's log into its final
 record takes the same lock, so it sees the log either before the append or after it, never half of
@@ -68,17 +72,20 @@ async def append(
     try:
         if content_length is not None and start + content_length > size_limit:
             raise _TraceTooLarge
-        async with store.trace_lock(job_id):
-            return await _append_locked(db, store, job_id, start, chunks, size_limit)
+        lock = store.trace_lock(job_id)
+        waited = lock.locked()
+        async with lock:
+            return await _append_locked(db, store, job_id, start, chunks, size_limit, waited)
     except _TraceTooLarge:
         await jobstate.drop_for_trace_size(db, store, job_id)
         raise errors.ApiError(403, {"error": "403 Forbidden"}) from None
 
 
 async def _append_locked(
-    db: Database, store: Store, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int
+    db: Database, store: Store, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, waited: bool
 ) -> Appended:
-    await jobstate.alive_status(db, job_id)
+    if waited:  # else nothing ran since the caller authenticated the job
+        await jobstate.alive_status(db, job_id)
     async with store.trace_appender(job_id) as log:
         if log.start != start:
             received = 0
