@@ -148,9 +148,15 @@ async def test_a_full_disk_answers_507_frees_space_and_recovers(small_disk, aioh
     put = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "running"})
     assert put.status == 200  # and state changes still commit
 
-    # the disk really full (a plain file took the reserve too)
+    # the disk really full (a plain file took the reserve too): the first write gets through by
+    # giving up the database's ballast file; once that is gone too, writes answer 507
+    ballast = app[DB].ballast
+    assert ballast.exists()
     fill(filler)
     assert dbmod.free_bytes(small_disk) < 4096
+    put = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "running"})
+    assert put.status == 200 and not ballast.exists()
+    fill(filler)
     table = {}
     for name, call in ROUTES:
         resp = await call(client)
@@ -193,6 +199,7 @@ async def test_a_full_disk_answers_507_frees_space_and_recovers(small_disk, aioh
     assert (await upload(client, b"z" * 1000, job_id=11)).status == 201
     assert integrity(data_dir) == "ok"
     assert snapshot(data_dir, (7, 28, 31, 33, 35)) == untouched
+    assert ballast.exists()  # made again once there was room
 
 
 def _full_error() -> sqlite3.OperationalError:
@@ -213,6 +220,8 @@ async def test_injected_sqlite_full_answers_507_on_every_write(aiohttp_client, c
             raise _full_error()
         return await real(self, sql, params)
 
+    ballast = client.server.app[DB].ballast
+    assert ballast.exists()
     monkeypatch.setattr(dbmod.Tx, "execute", execute)
     monkeypatch.setattr(dbmod.Tx, "insert", execute)
     for name, call in ROUTES:
@@ -220,11 +229,12 @@ async def test_injected_sqlite_full_answers_507_on_every_write(aiohttp_client, c
         assert resp.status in (201, 507), (name, resp.status)  # 201: cancel/keep found nothing to change
         if resp.status == 507:
             assert await resp.json() == FULL
+    assert not ballast.exists()  # given up by the first write, which failed all the same
     monkeypatch.undo()
     assert snapshot(config.data_dir, (7, 28, 31, 33, 35)) == before
     assert (await client.get("/api/v4/projects/1/jobs", headers=auth("root"))).status == 200
     resp = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "running"})
-    assert resp.status == 200
+    assert resp.status == 200 and ballast.exists()
 
 
 class TestIsDiskFull:
