@@ -266,3 +266,17 @@ class TestIsDiskFull:
         assert not dbmod.is_disk_full(exc, tmp_path)
         monkeypatch.setattr(dbmod, "free_bytes", lambda path: 1024)
         assert dbmod.is_disk_full(exc, tmp_path)
+
+
+async def test_a_job_that_finished_on_a_full_disk_says_so(client, monkeypatch):
+    """The state change committed but the log's artifact row did not fit: 200, not a 507 to retry."""
+    from jobsvc.services import jobstate
+
+    async def archive(db, store, job_id):
+        raise dbmod.DatabaseFull("database or disk is full")
+
+    monkeypatch.setattr(jobstate, "archive_trace", archive)
+    resp = await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "success"})
+    assert resp.status == 200 and resp.headers["Job-Status"] == "success"
+    trace = await client.get("/api/v4/projects/1/jobs/11/trace", headers=auth("root"))
+    assert await trace.read() == b"started\n"

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 
 from jobsvc import auth, errors, statemachine
-from jobsvc.db import Database, Tx
+from jobsvc.db import Database, DatabaseFull, Tx
 from jobsvc.services import processing
 from jobsvc.store import Store
 from jobsvc.timefmt import now_iso
@@ -102,7 +102,10 @@ async def finish(db: Database, store: Store, job_id: int, state: str, failure_re
         return new
 
     status = await db.write(work)
-    await archive_trace(db, store, job_id)
+    try:
+        await archive_trace(db, store, job_id)
+    except DatabaseFull:  # the job has ended all the same; its log stays readable, just not listed
+        log.warning("job %d: disk full, its log was not listed as the job.log artifact", job_id)
     return status
 
 
