@@ -256,8 +256,12 @@ class Store:
         stays an exact prefix of what the runner sent, whatever failed (full disk, client gone, refused).
         """
         path = self.trace_path(job_id)
-        created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        created = False
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:  # the first append makes the log (one syscall in the usual case)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            created = True
         appender = TraceAppend(path, fd, os.fstat(fd).st_size, created, self.room())
         try:
             yield appender
