@@ -224,3 +224,32 @@ async def test_an_acknowledged_append_was_fdatasynced_first(client, config, monk
     assert resp.status == 202 and synced == [13] and log.stat().st_size == 13
     resp = await client.patch("/api/v4/jobs/11/trace", data=b"more\n", headers=headers)
     assert resp.status == 416 and synced == [13]  # nothing written, nothing to sync
+
+
+async def test_a_late_upload_of_a_file_already_there_is_refused_too(client, config):
+    """Not the idempotent 201: the job has ended."""
+    import aiohttp
+
+    def form():
+        data = aiohttp.FormData()
+        data.add_field("file", b"same bytes", filename="artifacts.zip", content_type="application/zip")
+        return data
+
+    url = "/api/v4/jobs/11/artifacts"
+    assert (await client.post(url, data=form(), headers={"JOB-TOKEN": RUNNING_JOB_TOKEN})).status == 201
+    assert (await client.post(url, data=form(), headers={"JOB-TOKEN": RUNNING_JOB_TOKEN})).status == 201
+    gate = asyncio.Event()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="artifacts.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n"
+    ).encode()
+    headers = {"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    late = asyncio.ensure_future(
+        client.post(url, data=slow(head + b"same ", f"bytes\r\n--{BOUNDARY}--\r\n".encode(), gate), headers=headers)
+    )
+    await upload_waiting(client, config)
+    await cancel(client)
+    gate.set()
+    resp = await late
+    assert resp.status == 403 and await resp.json() == NOT_RUNNING
+    assert not list((config.data_dir / "tmp").glob("*.part"))

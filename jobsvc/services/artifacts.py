@@ -62,7 +62,13 @@ class Upload:
 
 
 async def accept_upload(db: Database, store: Store, upload: Upload, incoming: Incoming) -> bool:
-    """Store an upload; True when it was new, False when the same file was already there (idempotent)."""
+    """Store an upload; True when it was new, False when the same file was already there (idempotent).
+
+    GitLab's 403 when the job has ended since it was authenticated (checked again inside the INSERT's
+    transaction, which is what makes it race-free)."""
+    job = await db.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (upload.job_id,))
+    assert job is not None, "the job was authenticated before"
+    jobstate.check_alive(job)
     existing = await db.fetchone(
         "SELECT sha256 FROM job_artifacts WHERE job_id = ? AND file_type = ?", (upload.job_id, upload.file_type)
     )
