@@ -354,7 +354,12 @@ class TraceAppend:
         try:
             if not self._committed:
                 self._buffer.clear()
-                os.ftruncate(self._fd, self.start)
+                if self.written:  # bytes reached the file: cut them, durably (a power loss must not revive them)
+                    os.ftruncate(self._fd, self.start)
+                    try:
+                        _datasync(self._fd)
+                    except OSError as exc:  # the error that made us roll back is the one to report
+                        log.warning("could not sync the truncated log %s: %s", self.path, exc)
                 if self._created and self.start == 0:
                     self.path.unlink(missing_ok=True)
         finally:
