@@ -280,3 +280,26 @@ async def test_a_job_that_finished_on_a_full_disk_says_so(client, monkeypatch):
     assert resp.status == 200 and resp.headers["Job-Status"] == "success"
     trace = await client.get("/api/v4/projects/1/jobs/11/trace", headers=auth("root"))
     assert await trace.read() == b"started\n"
+
+
+async def test_enospc_part_way_through_a_log_append_leaves_the_log_as_it_was(client, config, monkeypatch):
+    """The disk fills while a 1 MiB body is being written (no reserve to stop it first): 507, exact prefix."""
+    from jobsvc import store as storemod
+
+    real_write, written = os.write, []
+
+    def write(fd, data):
+        if written and sum(written) >= 300_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(len(data))
+        return real_write(fd, data)
+
+    client.server.app[STORE].min_free = 0
+    monkeypatch.setattr(storemod.os, "write", write)
+    resp = await patch(client, b"x" * MB, 8)
+    monkeypatch.undo()
+    assert resp.status == 507 and await resp.json() == FULL
+    assert sum(written) >= 300_000  # bytes did reach the file before the failure
+    log = config.data_dir / "traces" / "11.log"
+    assert log.read_bytes() == b"started\n"
+    assert (await patch(client, b"after\n", 8)).status == 202 and log.read_bytes() == b"started\nafter\n"
