@@ -34,7 +34,7 @@ def fixture_paths(config: Config) -> list[Path]:
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     """The database and the file store, with the configured fixtures loaded."""
     config = app[CONFIG]
-    store = Store(config.data_dir)
+    store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
     store.prepare()
     db = Database(config.db_path)
     await db.open()

@@ -7,12 +7,25 @@ it holds an asyncio lock from ``BEGIN IMMEDIATE`` to ``COMMIT``/``ROLLBACK``
 and is shielded from cancellation, so a client that disconnects never leaves
 half a transaction. Reads use their own connection; WAL gives them a
 consistent snapshot beside a writer.
+
+A write that fails because the disk is full (SQLITE_FULL, or a disk I/O
+error while the filesystem has next to no room left) is rolled back and
+raised as ``DatabaseFull``, which the error middleware answers with 507.
+Nothing of the transaction stays behind, and the next write works again as
+soon as there is room; reads are not affected.
+
+Beside the database lies a small ballast file (``<db>-reserve``, BALLAST
+bytes, made when there is plenty of room). The first write that finds the
+disk full removes it and runs once more, so the state changes and deletes
+that free space can still commit when something else filled the disk; it is
+made again once the room is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import site
 import sqlite3
@@ -26,6 +39,41 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# below this much free space, a disk I/O error of SQLite is taken for ENOSPC (short writes of the WAL or
+# of the shared-memory index surface as SQLITE_IOERR_WRITE / _SHMSIZE rather than SQLITE_FULL)
+NEARLY_FULL = 8 * 1024 * 1024
+BALLAST = 2 * 1024 * 1024
+BALLAST_ROOM = 4 * BALLAST  # the ballast is (re)made only with this much free beside it
+
+
+class DatabaseFull(Exception):
+    """A write transaction failed for want of disk space; it was rolled back and changed nothing."""
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding ``path``."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def is_disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether a sqlite3 error means "no room": SQLITE_FULL, or an I/O error on a (nearly) full disk."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "database or disk is full" in str(exc)
+    primary = code & 0xFF
+    if primary == sqlite3.SQLITE_FULL:
+        return True
+    if primary == sqlite3.SQLITE_IOERR:
+        try:
+            return free_bytes(path) < NEARLY_FULL
+        except OSError:
+            return False
+    return False
+
 
 _MIGRATION = re.compile(r"^-- migration: (\d+)\s*$", re.MULTILINE)
 
@@ -111,6 +159,33 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self.ballast = path.with_name(path.name + "-reserve")
+
+    def _make_ballast(self) -> None:
+        """Allocate the ballast file (really: posix_fallocate), if it is missing and there is room."""
+        if self.ballast.exists():
+            return
+        try:
+            if free_bytes(self.path.parent) < BALLAST_ROOM + BALLAST:
+                return
+            temp = self.ballast.with_name(self.ballast.name + ".part")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, BALLAST)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, self.ballast)
+        except OSError as exc:
+            log.warning("could not make the database's ballast file: %s", exc)
+
+    def _drop_ballast(self) -> bool:
+        try:
+            self.ballast.unlink()
+        except FileNotFoundError:
+            return False
+        log.warning("the disk is full: removed the database's ballast file to let writes through")
+        return True
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +202,7 @@ class Database:
         except BaseException:
             await writer.close()
             raise
+        self._make_ballast()
         reader.row_factory = sqlite3.Row
         await reader.execute("PRAGMA query_only = 1")
         await reader.execute("PRAGMA busy_timeout = 5000")
@@ -156,18 +232,35 @@ class Database:
         assert self._writer is not None, "database is not open"
         conn = self._writer
         async with self._lock:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
-                result = await work(Tx(conn))
-            except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-                raise
-            try:
-                await conn.execute("COMMIT")
-            except BaseException:
-                # e.g. SQLITE_FULL: SQLite may already have rolled back by itself
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-                raise
+                result = await self._transaction(conn, work)
+            except DatabaseFull:
+                if not self._drop_ballast():
+                    raise
+                result = await self._transaction(conn, work)  # rolled back: ``work`` runs afresh
+            if not self.ballast.exists():
+                self._make_ballast()
             return result
+
+    async def _transaction(self, conn: aiosqlite.Connection, work: Callable[[Tx], Awaitable[T]]) -> T:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = await work(Tx(conn))
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            await self._rollback(conn)
+            if is_disk_full(exc, self.path.parent):
+                log.warning("database write refused, the disk is full: %s", exc)
+                raise DatabaseFull(str(exc)) from exc
+            raise
+        return result
+
+    @staticmethod
+    async def _rollback(conn: aiosqlite.Connection) -> None:
+        """After a failed statement or COMMIT (SQLITE_FULL may have rolled back already by itself)."""
+        if not conn.in_transaction:
+            return
+        try:
+            await conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the original error is the one to report
+            log.error("ROLLBACK failed: %s", exc)

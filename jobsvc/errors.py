@@ -76,6 +76,11 @@ def conflict(reason: str | None = None) -> ApiError:
     return _message(409, f"409 Conflict: {reason}" if reason else "409 Conflict")
 
 
+def insufficient_storage() -> ApiError:
+    """A full disk (the database's or the file store's): 507, which runners retry later."""
+    return _message(507, "507 Insufficient Storage")
+
+
 def internal_error() -> ApiError:
     return _message(500, "500 Internal Server Error")
 

@@ -8,7 +8,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from jobsvc import errors
+from jobsvc.db import DatabaseFull
 from jobsvc.handlers.base import json_response
+from jobsvc.store import StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return json_response({"message": f"{exc.status} {exc.reason}"}, exc.status)
+    except (DatabaseFull, StoreFull):
+        exc = errors.insufficient_storage()
+        return json_response(exc.body, exc.status)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         exc = errors.internal_error()

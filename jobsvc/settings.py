@@ -86,6 +86,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest artifact upload a runner may send, in MB (GitLab's max_artifacts_size).",
         int,
     ),
+    Setting(
+        "min_free_space",
+        64,
+        "Free space, in MB, that artifact uploads and log appends leave on the data directory's filesystem "
+        "(they answer 507 instead), so state changes and deletes still fit; 0 disables.",
+        int,
+    ),
     Setting("trace_size_limit", 100, "Largest job log, in MB; past it the job fails with trace_size_exceeded.", int),
     Setting(
         "default_artifacts_expire_in", "30 days", "Expiry of uploaded artifacts without expire_in; 'never' keeps them."
@@ -111,6 +118,7 @@ class Config:
     jobs_rate_limit: int = 600
     registration_token: str = ""
     max_artifacts_size: int = 100
+    min_free_space: int = 64
     trace_size_limit: int = 100
     default_artifacts_expire_in: str = "30 days"
     sweep_interval: int = 60

@@ -10,11 +10,19 @@ Names come from ids and content hashes, never from client input. A complete
 file appears in one step: write to ``tmp/``, fsync, ``os.replace`` into place,
 fsync the directory; only then does the caller commit the database row that
 points at it (by its *key*, the path relative to the root).
+
+Free-space reserve: with ``min_free`` set, an upload or log append that would
+leave less than that on the store's filesystem is refused (``StoreFull``)
+before it writes anything, and an upload is counted against the room measured
+when it starts, so a disk filled by artifacts still has room for the
+database's state changes and deletes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import errno
 import hashlib
 import logging
@@ -27,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiofiles
+
+from jobsvc.db import free_bytes
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +72,6 @@ class Incoming:
 
 
 @dataclass(frozen=True)
-class Appended:
-    """The outcome of a trace append: whether the bytes went in, and the log's length now."""
-
-    accepted: bool
-    size: int
-
-
-@dataclass(frozen=True)
 class StoredFile:
     key: str
     size: int
@@ -85,9 +87,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Store:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, min_free: int = 0):
         self.root = root
         self.tmp = root / "tmp"
+        self.min_free = min_free
         self._trace_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def prepare(self) -> None:
@@ -97,6 +100,12 @@ class Store:
         for leftover in self.tmp.glob("*.part"):
             log.warning("removing unfinished file %s", leftover)
             leftover.unlink(missing_ok=True)
+
+    def room(self) -> int | None:
+        """Bytes uploads and appends may still write before reaching the reserve; None: no reserve."""
+        if self.min_free <= 0:
+            return None
+        return free_bytes(self.root) - self.min_free
 
     def path(self, key: str) -> Path:
         """The file of a key this store made; anything else is refused."""
@@ -185,6 +194,9 @@ class Store:
 
         Nothing is left behind when this raises (too large, disk full, client gone).
         """
+        room = self.room()
+        if room is not None and room <= 0:
+            raise StoreFull("the free-space reserve is reached")
         temp = self._temp_path()
         hasher, size = hashlib.sha256(), 0
         try:
@@ -193,6 +205,8 @@ class Store:
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(limit)
+                    if room is not None and size > room:
+                        raise StoreFull("the upload would go past the free-space reserve")
                     hasher.update(chunk)
                     await handle.write(chunk)
                 await handle.flush()
@@ -234,30 +248,119 @@ class Store:
             lock = self._trace_locks[job_id] = asyncio.Lock()
         return lock
 
-    def _append(self, job_id: int, start: int, data: bytes) -> Appended:
-        """Compare the offset with the log's real length, then append; a full disk leaves the log as it was."""
-        path = self.trace_path(job_id)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size != start:
-                return Appended(False, size)
-            if not data:
-                return Appended(True, size)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-            except OSError as exc:
-                os.ftruncate(fd, size)
-                if exc.errno in _FULL:
-                    raise StoreFull(str(exc)) from None
-                raise
-            return Appended(True, size + len(data))
-        finally:
-            os.close(fd)
+    @contextlib.asynccontextmanager
+    async def trace_appender(self, job_id: int) -> AsyncIterator[TraceAppend]:
+        """An append to a job's log, opened at its current end; the caller holds ``trace_lock(job_id)``.
 
-    async def append_trace(self, job_id: int, start: int, data: bytes) -> Appended:
-        async with self.trace_lock(job_id):
-            return await asyncio.to_thread(self._append, job_id, start, data)
+        Unless ``commit()`` succeeded, leaving the block truncates the log back to where it was, so it
+        stays an exact prefix of what the runner sent, whatever failed (full disk, client gone, refused).
+        """
+        path = self.trace_path(job_id)
+        created = False
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:  # the first append makes the log (one syscall in the usual case)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            created = True
+        appender = TraceAppend(path, fd, os.fstat(fd).st_size, created, self.room())
+        try:
+            yield appender
+        finally:
+            await appender.close()
+
+
+CHUNK = 256 * 1024
+# Log writes and their fdatasync run here, not in the default executor (a handful of threads): each log
+# needs its own fdatasync, and with many in flight at once the filesystem commits them together (ext4's
+# journal batches concurrent syncs), so concurrent appends of different jobs share the cost of a flush.
+_LOG_IO = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="jobsvc-log")
+
+
+def _datasync(fd: int) -> None:
+    os.fdatasync(fd)
+
+
+class TraceAppend:
+    """Bytes going onto the end of one log: buffered up to CHUNK, written as they come, fdatasynced on commit.
+
+    At most about two CHUNKs are held in memory whatever the body's size. Writes run on a worker thread;
+    a cancelled caller still waits for the write in flight before the log is truncated back.
+    """
+
+    def __init__(self, path: Path, fd: int, size: int, created: bool, room: int | None):
+        self.path = path
+        self.start = size  # the log's length before this append
+        self.written = 0
+        self._fd = fd
+        self._created = created
+        self._room = room
+        self._buffer = bytearray()
+        self._pending: asyncio.Future[None] | None = None
+        self._committed = False
+
+    @property
+    def appended(self) -> int:
+        """Bytes passed to ``write`` so far (written or still buffered)."""
+        return self.written + len(self._buffer)
+
+    @property
+    def size(self) -> int:
+        """The log's length with what was passed to ``write`` so far."""
+        return self.start + self.appended
+
+    async def write(self, data: bytes) -> None:
+        if self._room is not None and self.appended + len(data) > self._room:
+            raise StoreFull("the append would go past the free-space reserve")
+        self._buffer += data
+        if len(self._buffer) >= CHUNK:
+            await self._run(self._flush)
+
+    async def commit(self) -> int:
+        """Write what is buffered and fdatasync: once this returns, the bytes survive a crash. The new size."""
+        await self._run(self._flush_and_sync)
+        self._committed = True
+        return self.start + self.written
+
+    async def _run(self, fn) -> None:
+        self._pending = asyncio.get_running_loop().run_in_executor(_LOG_IO, fn)
+        await asyncio.shield(self._pending)
+
+    def _flush(self) -> None:
+        data, self._buffer = bytes(self._buffer), bytearray()
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                self.written += written
+                view = view[written:]
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StoreFull(str(exc)) from None
+            raise
+
+    def _flush_and_sync(self) -> None:
+        if self._buffer:
+            self._flush()
+        try:
+            _datasync(self._fd)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StoreFull(str(exc)) from None
+            raise
+
+    async def close(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait([self._pending])
+        try:
+            if not self._committed:
+                self._buffer.clear()
+                if self.written:  # bytes reached the file: cut them, durably (a power loss must not revive them)
+                    os.ftruncate(self._fd, self.start)
+                    try:
+                        _datasync(self._fd)
+                    except OSError as exc:  # the error that made us roll back is the one to report
+                        log.warning("could not sync the truncated log %s: %s", self.path, exc)
+                if self._created and self.start == 0:
+                    self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)

@@ -13,12 +13,11 @@ from jobsvc.durations import DurationError, parse_duration
 from jobsvc.handlers.artifacts import send_archive
 from jobsvc.handlers.base import find_project_by_id, json_response
 from jobsvc.keys import CONFIG, DB, STORE
-from jobsvc.services import artifacts, jobstate, payload, runners
-from jobsvc.store import StoreFull, TooLarge
+from jobsvc.services import artifacts, jobstate, payload, runners, traces
+from jobsvc.store import CHUNK, StoreFull, TooLarge
 from jobsvc.urls import base_url
 
 _CONTENT_RANGE = re.compile(r"\A\s*(\d+)-(\d+)(?:/(\d+|\*))?\s*\Z")
-MAX_PATCH = 64 * 1024 * 1024
 
 
 def _text(status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -116,15 +115,10 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     if match is None:
         raise errors.bad_request("Invalid Content-Range")
     start = int(match.group(1))
-    data = await body.read(request, MAX_PATCH)
-    if start + len(data) > config.trace_size_limit * 1024 * 1024:
-        await jobstate.drop_for_trace_size(db, store, job["id"])
-        raise errors.ApiError(403, {"error": "403 Forbidden"})
-    try:
-        result = await store.append_trace(job["id"], start, data)
-    except StoreFull:
-        raise errors.ApiError(507, {"message": "507 Insufficient Storage"}) from None
-    headers = {"Range": f"0-{result.size}", "Job-Status": job["status"]}
+    chunks = request.content.iter_chunked(CHUNK)
+    limit = config.trace_size_limit * 1024 * 1024
+    result = await traces.append(db, store, job["id"], start, chunks, request.content_length, limit)
+    headers = {"Range": f"0-{result.size}", "Job-Status": result.status}
     if not result.accepted:
         return json_response({"error": "416 Range Not Satisfiable"}, status=416, headers=headers)
     headers["X-GitLab-Trace-Update-Interval"] = "60"

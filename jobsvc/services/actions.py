@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from jobsvc import statemachine
 from jobsvc.db import Database, Tx
-from jobsvc.services import processing
+from jobsvc.services import artifacts, processing
 from jobsvc.store import Store
 from jobsvc.timefmt import now_iso
 
@@ -136,7 +136,9 @@ async def play(db: Database, job_id: int, user_id: int, variables: list[Variable
 
 
 async def erase(db: Database, store: Store, job_id: int, user_id: int) -> None:
-    """Ci::BuildEraseService: every artifact and the log go; erased_at and erased_by are set."""
+    """Ci::BuildEraseService: every artifact and the log go; erased_at and erased_by are set.
+
+    On a full disk the files go first (``artifacts.write_freeing``), so an erase frees the space it can."""
     async with store.trace_lock(job_id):
         has_log = store.trace_path(job_id).exists()
 
@@ -155,6 +157,10 @@ async def erase(db: Database, store: Store, job_id: int, user_id: int) -> None:
             )
             return [row["store_key"] for row in rows]
 
-        keys = await db.write(work)
+        async def doomed() -> list[str]:
+            rows = await db.fetchall("SELECT store_key FROM job_artifacts WHERE job_id = ?", (job_id,))
+            return [row["store_key"] for row in rows] + [store.trace_key(job_id)]
+
+        keys = await artifacts.write_freeing(db, store, work, doomed)
         for key in {*keys, store.trace_key(job_id)}:
             store.remove(key)

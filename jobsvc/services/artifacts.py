@@ -2,21 +2,35 @@
 
 An upload becomes visible in one step: the file is streamed to ``tmp/``,
 fsynced and moved into place under a content-addressed name, and only then
-does one transaction insert the row that points at it.
+does one transaction insert the row that points at it. That transaction reads
+the job again: an upload whose body was still arriving when the job finished,
+was canceled or erased is refused there (GitLab's 403 for a job not running)
+and its file removed, so nothing can be added to a job that has ended.
+
+Deletes free space even on a full disk: when the transaction that drops the
+rows cannot commit for want of room (``DatabaseFull``), the files go first
+and the transaction is tried again (``write_freeing``). A crash between the
+two leaves rows whose files are gone, which answer 404 and are logged on
+start, which is what the delete asked for anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
-from jobsvc.db import Database, Tx
+from jobsvc.db import Database, DatabaseFull, Tx
+from jobsvc.services import jobstate
 from jobsvc.store import Incoming, Store
 from jobsvc.timefmt import format_utc, now_iso, utcnow
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Ci::JobArtifact::TYPE_AND_FORMAT_PAIRS
 TYPE_AND_FORMAT = {
@@ -48,7 +62,13 @@ class Upload:
 
 
 async def accept_upload(db: Database, store: Store, upload: Upload, incoming: Incoming) -> bool:
-    """Store an upload; True when it was new, False when the same file was already there (idempotent)."""
+    """Store an upload; True when it was new, False when the same file was already there (idempotent).
+
+    GitLab's 403 when the job has ended since it was authenticated (checked again inside the INSERT's
+    transaction, which is what makes it race-free)."""
+    job = await db.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (upload.job_id,))
+    assert job is not None, "the job was authenticated before"
+    jobstate.check_alive(job)
     existing = await db.fetchone(
         "SELECT sha256 FROM job_artifacts WHERE job_id = ? AND file_type = ?", (upload.job_id, upload.file_type)
     )
@@ -61,6 +81,9 @@ async def accept_upload(db: Database, store: Store, upload: Upload, incoming: In
     expire_at = format_utc(utcnow() + timedelta(seconds=upload.expire_in)) if upload.expire_in else None
 
     async def work(tx: Tx) -> bool:
+        job = await tx.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (upload.job_id,))
+        assert job is not None, "the job was authenticated before"
+        jobstate.check_alive(job)  # the job may have ended while the body was arriving
         again = await tx.fetchone(
             "SELECT sha256 FROM job_artifacts WHERE job_id = ? AND file_type = ?", (upload.job_id, upload.file_type)
         )
@@ -119,15 +142,37 @@ def remove_files(store: Store, keys: list[str]) -> None:
         store.remove(key)
 
 
+async def write_freeing(
+    db: Database, store: Store, work: Callable[[Tx], Awaitable[T]], doomed: Callable[[], Awaitable[list[str]]]
+) -> T:
+    """Run a transaction that deletes artifact rows; on a disk too full for it, remove the files of the rows
+    it would delete (``doomed``, read outside the transaction) first, and try once more."""
+    try:
+        return await db.write(work)
+    except DatabaseFull:
+        keys = await doomed()
+        log.warning("disk full: removing %d artifact files before their rows", len(keys))
+        remove_files(store, keys)
+        return await db.write(work)
+
+
+async def _keys(db: Database, where: str, params: tuple) -> list[str]:
+    rows = await db.fetchall(f"SELECT store_key FROM job_artifacts WHERE {where}", params)  # noqa: S608
+    return [row["store_key"] for row in rows]
+
+
+ERASABLE = "job_id = ? AND file_type != 'trace'"
+
+
 async def delete_job_artifacts(db: Database, store: Store, job_id: int) -> None:
     """Every artifact of a job but its log (GitLab's "erasable" artifacts)."""
 
     async def work(tx: Tx) -> list[str]:
-        keys = await _delete_rows(tx, "job_id = ? AND file_type != 'trace'", (job_id,))
+        keys = await _delete_rows(tx, ERASABLE, (job_id,))
         await tx.execute("UPDATE jobs SET artifacts_expire_at = NULL WHERE id = ?", (job_id,))
         return keys
 
-    remove_files(store, await db.write(work))
+    remove_files(store, await write_freeing(db, store, work, lambda: _keys(db, ERASABLE, (job_id,))))
 
 
 async def expire_project_artifacts(db: Database, project_id: int) -> int:
@@ -152,17 +197,16 @@ async def expire_project_artifacts(db: Database, project_id: int) -> int:
 async def sweep(db: Database, store: Store, batch: int = 500) -> int:
     """Remove expired artifacts whose pipeline is not locked; returns how many went."""
 
-    async def work(tx: Tx) -> list[str]:
-        return await _delete_rows(
-            tx,
-            """id IN (SELECT a.id FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
+    where = """id IN (SELECT a.id FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
                        JOIN pipelines p ON p.id = j.pipeline_id
                       WHERE a.expire_at IS NOT NULL AND a.expire_at <= ? AND a.locked = 0
-                        AND a.file_type != 'trace' AND p.artifacts_locked = 0 LIMIT ?)""",
-            (now_iso(), batch),
-        )
+                        AND a.file_type != 'trace' AND p.artifacts_locked = 0 LIMIT ?)"""
+    params = (now_iso(), batch)
 
-    keys = await db.write(work)
+    async def work(tx: Tx) -> list[str]:
+        return await _delete_rows(tx, where, params)
+
+    keys = await write_freeing(db, store, work, lambda: _keys(db, where, params))
     remove_files(store, keys)
     if keys:
         log.info("swept %d expired artifacts", len(keys))

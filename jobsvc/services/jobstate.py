@@ -14,7 +14,7 @@ import logging
 import sqlite3
 
 from jobsvc import auth, errors, statemachine
-from jobsvc.db import Database, Tx
+from jobsvc.db import Database, DatabaseFull, Tx
 from jobsvc.services import processing
 from jobsvc.store import Store
 from jobsvc.timefmt import now_iso
@@ -43,11 +43,25 @@ async def authenticate_job(db: Database, job_id: int, token: str | None) -> sqli
         raise errors.forbidden()
     if not hmac.compare_digest(job["token_digest"], auth.digest(token)):
         raise errors.forbidden()
+    check_alive(job)
+    return job
+
+
+def check_alive(job: sqlite3.Row) -> None:
+    """The runner may still write for this job (its ``status`` and ``erased_at``): else GitLab's 403."""
     if job["erased_at"] is not None:
         raise errors.forbidden("Job has been erased!")
     if job["status"] not in ALIVE_FOR_RUNNER:
         raise errors.forbidden("Job is not running", headers={"Job-Status": job["status"]})
-    return job
+
+
+async def alive_status(db: Database, job_id: int) -> str:
+    """Read the job again (after a wait, a lock or a body): its status, or the 403 of ``check_alive``."""
+    job = await db.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (job_id,))
+    if job is None:
+        raise errors.forbidden()
+    check_alive(job)
+    return job["status"]
 
 
 def _finishing_status(current: str, state: str) -> str | None:
@@ -88,7 +102,10 @@ async def finish(db: Database, store: Store, job_id: int, state: str, failure_re
         return new
 
     status = await db.write(work)
-    await archive_trace(db, store, job_id)
+    try:
+        await archive_trace(db, store, job_id)
+    except DatabaseFull:  # the job has ended all the same; its log stays readable, just not listed
+        log.warning("job %d: disk full, its log was not listed as the job.log artifact", job_id)
     return status
 
 
