@@ -305,6 +305,7 @@ async def running(config: Config, sockets: list[socket.socket]) -> AsyncIterator
         guard = ConnectionGuard(runner.server, Limits.of(config))
         for sock in sockets:
             await GuardedSite(runner, sock, guard).start()
+            log.debug("serving %s with %s, keep-alive %gs", url_of(sock), guard.limits, config.keepalive_timeout)
         yield guard
     finally:
         await runner.cleanup()
