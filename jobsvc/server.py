@@ -175,8 +175,8 @@ class _Watched(asyncio.Protocol):
             return
         now = self.loop.time()
         self.last_byte = now
-        if self.state == _IDLE:
-            self._start_head(now)
+        if self.state == _IDLE and (self.payload is None or self.payload.is_eof()):
+            self._start_head(now)  # (bytes of a body the handler did not read are aiohttp's lingering close)
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -218,7 +218,6 @@ class _Watched(asyncio.Protocol):
             return
         self._cancel_timer()
         self.state = _IDLE
-        self.payload = None
 
     # --- timers ---
 

@@ -160,3 +160,20 @@ async def test_zero_turns_a_timeout_off(config, limit):
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(reader.read(), timeout=0.8)
         writer.close()
+
+
+async def test_the_rest_of_an_unread_body_is_not_taken_for_a_slow_head(config):
+    """A handler that answers without reading the body: the rest of it is aiohttp's lingering close, not a head."""
+    async with serving(config, header_timeout=0.3, body_timeout=5) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /api/v4/jobs/1/artifacts HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n")
+        writer.write(b"Content-Length: 40\r\n\r\nfirst")
+        assert (await read_response(reader))[0] == 400
+        sender = asyncio.create_task(dribble(writer, b"x" * 10, 0.1))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(100), timeout=0.9)
+        await sender
+        writer.write(b"y" * 25)  # the end of the body ends aiohttp's lingering read, and the connection lives on
+        writer.write(HEAD)
+        assert (await read_response(reader))[0] == 200
+        writer.close()
