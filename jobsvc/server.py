@@ -150,6 +150,7 @@ class _Watched(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.admitted = False
+        self.closing = False  # answered 408 or 503 and half-closed: what the client still sends is dropped
         self.state = _HEAD
         self.last_byte = self.loop.time()
         self.payload: Any = None
@@ -162,16 +163,13 @@ class _Watched(asyncio.Protocol):
         self.admitted = self.guard._admit()
         if not self.admitted:
             log.warning("refused a connection from %s: %d open, the cap", self._peer(), self.guard.open)
-            self.transport.write(UNAVAILABLE)
-            if self.transport.can_write_eof():
-                self.transport.write_eof()  # the client reads the 503, then EOF; we close when it does
-            self.loop.call_later(_CLOSE_GRACE, self.transport.abort)
+            self._answer_and_close(UNAVAILABLE)
             return
         self.inner.connection_made(transport)
         self._start_head(self.loop.time())
 
     def data_received(self, data: bytes) -> None:
-        if not self.admitted:
+        if self.closing:
             return
         now = self.loop.time()
         self.last_byte = now
@@ -180,8 +178,8 @@ class _Watched(asyncio.Protocol):
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        if not self.admitted:
-            return None
+        if self.closing:
+            return None  # the transport closes
         return self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -233,8 +231,7 @@ class _Watched(asyncio.Protocol):
         log.info(
             "closed a connection from %s: no request head within %gs", self._peer(), self.guard.limits.header_timeout
         )
-        self.transport.write(REQUEST_TIMEOUT)
-        self._close()
+        self._answer_and_close(REQUEST_TIMEOUT)
 
     def _check_body(self) -> None:
         self.timer = None
@@ -258,12 +255,23 @@ class _Watched(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
 
-    def _close(self) -> None:
+    def _answer_and_close(self, response: bytes) -> None:
+        """Send a canned response, then EOF; close once the client closes too, or abort after a grace period.
+
+        Closing at once while the client's bytes sit unread would make the kernel send a reset, which a
+        client may see before the response.
+        """
         transport = self.transport
         if transport is None:
             return
-        transport.close()
-        self.loop.call_later(_CLOSE_GRACE, transport.abort)  # a client that does not read cannot hold it open
+        self.closing = True
+        self._cancel_timer()
+        transport.write(response)
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+        self.loop.call_later(_CLOSE_GRACE, transport.abort)  # a client that neither reads nor closes
 
     def _peer(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
