@@ -12,6 +12,11 @@ dropped from URLs.
 peer, the time, the redacted request line, status, body size, the redacted
 Referer, the User-Agent and the time taken. No other header is ever logged, so
 PRIVATE-TOKEN, JOB-TOKEN, Authorization and Cookie cannot leak through it.
+
+aiohttp itself logs a malformed request with the bytes around the fault (the
+request line or a header line, token and all) and a traceback;
+``http_logger()`` is the logger jobsvc hands aiohttp instead, whose filter
+keeps only the reason, at info: a bad request is the client's problem.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time as _time
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
@@ -101,3 +107,22 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+class _ParserErrorFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if isinstance(failure, HttpProcessingError):
+            reason = (failure.message or type(failure).__name__).split("\n", 1)[0].rstrip(": ")
+            record.msg, record.args = f"{record.getMessage()}: {failure.code} {reason}", ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+def http_logger() -> logging.Logger:
+    """The logger for aiohttp's connection handlers: parser errors without the request's bytes."""
+    logger = logging.getLogger("jobsvc.http")
+    if not any(isinstance(f, _ParserErrorFilter) for f in logger.filters):
+        logger.addFilter(_ParserErrorFilter())
+    return logger

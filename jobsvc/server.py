@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jobsvc.accesslog import AccessLogger
+from jobsvc.accesslog import AccessLogger, http_logger
 from jobsvc.app import create_app
 from jobsvc.settings import Config
 
@@ -304,6 +304,7 @@ async def running(config: Config, sockets: list[socket.socket]) -> AsyncIterator
         app,
         keepalive_timeout=config.keepalive_timeout,
         access_log_class=AccessLogger,
+        logger=http_logger(),
         access_log=logging.getLogger("jobsvc.access") if config.access_log else None,
     )
     await runner.setup()

@@ -98,3 +98,32 @@ async def test_unhandled_error_line_is_redacted(aiohttp_client, caplog):
     assert resp.status == 500
     assert f"unhandled error on GET /boom?page=1&private_token={FILTERED}" in caplog.text
     assert TOKENS["root"] not in caplog.text
+
+
+async def test_a_malformed_request_is_logged_without_its_bytes(config, caplog):
+    """aiohttp logs the bytes around a parse error (a header line with its token) and a traceback; jobsvc does not."""
+    import asyncio
+
+    config.access_log = True
+    caplog.set_level(logging.DEBUG)
+    malformed = [
+        f"GET /x HTTP/1.1\r\nHost: t\r\nPRIVATE-TOKEN: {TOKENS['root']}\x01\r\n\r\n",
+        f"GET /x?private_token={TOKENS['developer']}\x7f HTTP/1.1\r\nHost: t\r\n\r\n",
+        f"GET /x?job_token={RUNNING_JOB_TOKEN} HTTP/1.1\r\nHost: t\r\nContent-Length: zz\r\n\r\n",
+    ]
+    sockets = server.bind("127.0.0.1", 0)
+    try:
+        async with server.running(config, sockets):
+            for raw in malformed:
+                reader, writer = await asyncio.open_connection("127.0.0.1", sockets[0].getsockname()[1])
+                writer.write(raw.encode("latin-1"))
+                assert (await reader.read()).startswith(b"HTTP/1.0 400 Bad Request")
+                writer.close()
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert "Invalid header value char" in caplog.text and "Invalid char in url query" in caplog.text
+    for secret in (TOKENS["root"], TOKENS["developer"], RUNNING_JOB_TOKEN):
+        assert secret not in caplog.text
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
