@@ -12,16 +12,19 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
+import socket
+import sqlite3
 import sys
 import tempfile
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from jobsvc import __version__, fixtures
-from jobsvc.settings import SETTINGS, SETTINGS_BY_NAME, Config, from_environ
+from jobsvc.settings import SETTINGS, SETTINGS_BY_NAME, Config, from_environ, log_levels, parse_bool
 
 log = logging.getLogger("jobsvc")
 
@@ -33,14 +36,15 @@ class CliError(Exception):
 
 
 def _add_setting(parser: argparse.ArgumentParser, name: str) -> None:
+    """A flag for a setting; its value is parsed in ``resolve``, so a bad one is a one-line error naming the flag."""
     setting = SETTINGS_BY_NAME[name]
     help_text = f"{setting.help} [env {setting.env}; default {setting.default!r}]"
-    if setting.parse is __import__("jobsvc.settings", fromlist=["parse_bool"]).parse_bool:
+    if setting.parse is parse_bool:
         parser.add_argument(setting.flag, dest=name, action="store_const", const=True, default=None, help=help_text)
     elif name == "fixtures":
         parser.add_argument(setting.flag, dest=name, action="append", default=None, metavar="FILE", help=help_text)
     else:
-        parser.add_argument(setting.flag, dest=name, default=None, type=setting.parse, help=help_text)
+        parser.add_argument(setting.flag, dest=name, default=None, metavar=name.upper(), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,17 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("username")
     create.add_argument("--scope", choices=["api", "read_api"], default="api")
     create.add_argument("--name", default="jobsvc-cli")
-    create.add_argument("--expires-at", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD")
+    create.add_argument("--expires-at", default=None, metavar="YYYY-MM-DD")
     _add_setting(create, "data_dir")
     return parser
 
 
 def resolve(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, Any]:
-    """Defaults, then JOBSVC_* variables, then flags."""
+    """Defaults, then JOBSVC_* variables, then flags; raises ValueError naming the variable or flag."""
     values = {s.name: s.default for s in SETTINGS}
     values.update(from_environ(environ))
-    for name in SETTINGS_BY_NAME:
+    for name, setting in SETTINGS_BY_NAME.items():
         given = getattr(args, name, None)
+        if isinstance(given, str):
+            try:
+                given = setting.parse(given)
+            except ValueError as exc:
+                raise ValueError(f"{setting.flag}: {exc}") from None
         if given is not None:
             values[name] = given
     return values
@@ -115,31 +124,20 @@ def _demo_banner(url: str) -> str:
     return "\n".join(lines)
 
 
-async def _serve(config: Config, banner: bool) -> None:
-    from aiohttp import web
+async def _serve(config: Config, sockets: list[socket.socket], banner: bool, listening: list[bool]) -> None:
+    from jobsvc import server
 
-    from jobsvc.app import create_app
-
-    app = create_app(config)
-    runner = web.AppRunner(app, access_log=logging.getLogger("jobsvc.access") if config.access_log else None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
-        sockets = [s for s in (site._server.sockets if site._server else [])]
-        port = sockets[0].getsockname()[1] if sockets else config.port
-        host = config.host if ":" not in config.host else f"[{config.host}]"
-        url = f"http://{host}:{port}"
+    async with server.running(config, sockets):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # before "listening": a SIGTERM right after it stops cleanly
+            loop.add_signal_handler(signum, stop.set)
+        url = server.url_of(sockets[0])
         if banner:
             print(_demo_banner(url), flush=True)
         print(f"jobsvc {__version__} listening on {url} (data in {config.data_dir})", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        listening.append(True)
         await stop.wait()
-    finally:
-        await runner.cleanup()
 
 
 def _check_parser() -> None:
@@ -152,28 +150,95 @@ def _check_parser() -> None:
         )
 
 
+def _bind(host: str, port: int) -> list[socket.socket]:
+    from jobsvc import server
+
+    try:
+        return server.bind(host, port)
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise CliError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+
+
+class DataDir:
+    """``--data-dir`` checked before use: a directory we can write in, made if missing, unmade if start fails.
+
+    ``undo`` removes what this run added (the directory itself if it made it,
+    else only the entries that were not there before); it is called when the
+    command fails before it is done, so a failed start leaves nothing behind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created: Path | None = None
+        if path.exists() and not path.is_dir():
+            raise CliError(f"--data-dir {path}: not a directory")
+        missing, existing = [], path
+        while not existing.exists():
+            missing.append(existing)
+            existing = existing.parent
+        if not existing.is_dir():
+            raise CliError(f"--data-dir {path}: {existing} is not a directory")
+        try:
+            for folder in reversed(missing):
+                folder.mkdir()
+                self.created = self.created or folder
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as exc:
+            if self.created is not None:
+                shutil.rmtree(self.created, ignore_errors=True)
+            raise CliError(f"--data-dir {path}: cannot create files there ({exc.strerror or exc})") from None
+        self.before = set(os.listdir(path))
+
+    def undo(self) -> None:
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.path)) - self.before:
+            entry = self.path / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     _check_parser()
+    config = _config(values)
+    for path in config.fixtures:
+        fixtures.read_fixture(path)  # fail before starting, with the place of the problem
+    sockets = _bind(config.host, config.port)  # before any data is touched: a taken port costs nothing
     temp = None
-    if values["demo"] and not data_dir_given:
-        temp = tempfile.TemporaryDirectory(prefix="jobsvc-demo-")
-        values["data_dir"] = temp.name
     try:
-        config = _config(values)
-        for path in config.fixtures:
-            fixtures.read_fixture(path)  # fail before starting, with the place of the problem
-        asyncio.run(_serve(config, banner=config.demo))
+        if config.demo and not data_dir_given:
+            temp = tempfile.TemporaryDirectory(prefix="jobsvc-demo-")
+            config.data_dir = Path(temp.name)
+        data_dir = DataDir(config.data_dir)
+        listening: list[bool] = []
+        try:
+            asyncio.run(_serve(config, sockets, config.demo, listening))
+        except (sqlite3.Error, OSError) as exc:
+            if not listening:
+                data_dir.undo()
+                raise CliError(f"cannot start with data in {config.data_dir}: {exc}") from None
+            raise
+        except BaseException:
+            if not listening:
+                data_dir.undo()
+            raise
     finally:
+        for sock in sockets:
+            sock.close()
         if temp is not None:
             temp.cleanup()
     return 0
 
 
-async def _load(data_dir: Path, path: str) -> str:
+async def _load(data_dir: Path, fixture: fixtures.Fixture) -> str:
     from jobsvc.db import Database
     from jobsvc.store import Store
 
-    fixture = fixtures.read_fixture(path)
     store = Store(data_dir)
     store.prepare()
     db = Database(data_dir / "jobsvc.sqlite3")
@@ -182,6 +247,37 @@ async def _load(data_dir: Path, path: str) -> str:
         return str(await fixtures.load_fixture(db, store, fixture))
     finally:
         await db.close()
+
+
+def load(data_dir: Path, path: str) -> int:
+    fixture = fixtures.read_fixture(path)
+    folder = DataDir(data_dir)
+    try:
+        print(asyncio.run(_load(data_dir, fixture)))
+    except BaseException:
+        folder.undo()
+        raise
+    return 0
+
+
+def _expiry(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        expires_at = date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--expires-at: not a date (YYYY-MM-DD): {text!r}") from None
+    if expires_at <= datetime.now(UTC).date():
+        raise CliError(f"--expires-at: {text} is not in the future; the token would be expired already")
+    return expires_at
+
+
+def create_token(data_dir: Path, username: str, scope: str, name: str, expires_at: str | None) -> int:
+    expiry = _expiry(expires_at)
+    if not (data_dir / "jobsvc.sqlite3").is_file():
+        raise CliError(f"no database in {data_dir} (start jobsvc serve or jobsvc load there first)")
+    print(asyncio.run(_create_token(data_dir, username, scope, name, expiry)))
+    return 0
 
 
 async def _create_token(data_dir: Path, username: str, scope: str, name: str, expires_at: date | None) -> str:
@@ -217,6 +313,28 @@ async def _create_token(data_dir: Path, username: str, scope: str, name: str, ex
     return token
 
 
+def _setup_logging(text: str) -> Callable[[], None]:
+    """jobsvc's loggers at the asked level; libraries at info at most unless named. Returns the undo."""
+    level, named = log_levels(text)
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loggers = {"": max(logging.INFO, logging.getLevelName(level.upper())), "jobsvc": level.upper()}
+    loggers.update({name: named_level.upper() for name, named_level in named.items()})
+    previous = {name: logging.getLogger(name).level for name in loggers}
+    for name, wanted in loggers.items():
+        logging.getLogger(name).setLevel(wanted)
+
+    def undo() -> None:
+        for name, old in previous.items():
+            logging.getLogger(name).setLevel(old)
+
+    return undo
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -224,33 +342,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         values = resolve(args, environ)
     except ValueError as exc:
-        parser.error(str(exc))
-    logging.basicConfig(
-        level=str(values["log_level"]).upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+        return _fail(str(exc))
+    undo_logging = _setup_logging(values["log_level"])
     data_dir_given = getattr(args, "data_dir", None) is not None or "JOBSVC_DATA_DIR" in environ
     try:
         if args.command == "serve":
             return serve(values, data_dir_given)
         if args.command == "load":
-            print(asyncio.run(_load(Path(values["data_dir"]), args.file)))
-            return 0
+            return load(Path(values["data_dir"]), args.file)
         if args.command == "token":
-            token = asyncio.run(
-                _create_token(Path(values["data_dir"]), args.username, args.scope, args.name, args.expires_at)
-            )
-            print(token)
-            return 0
+            return create_token(Path(values["data_dir"]), args.username, args.scope, args.name, args.expires_at)
     except fixtures.FixtureError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        for line in exc.lines:
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+    finally:
+        undo_logging()
     parser.error("unknown command")
     return EXIT_USAGE

@@ -33,11 +33,23 @@ from jobsvc.timefmt import format_utc, format_with_offset, utcnow
 
 
 class FixtureError(Exception):
-    """A fixture that cannot be loaded; ``str()`` names each place and problem."""
+    """A fixture that cannot be loaded; ``str()`` names each place and problem.
 
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
+    ``problems`` name the place inside the fixture; ``lines`` put the file
+    (``source``) in front of each, for messages to a person.
+    """
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        super().__init__()
         self.problems = problems
+        self.source = source
+
+    @property
+    def lines(self) -> list[str]:
+        return [f"{self.source}: {problem}" if self.source else problem for problem in self.problems]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
 
 
 # --- schema --------------------------------------------------------------------
@@ -300,15 +312,38 @@ class Fixture:
     sha256: str
     name: str
 
+    @property
+    def source(self) -> str | None:
+        """The file it came from, for error messages; None when parsed from text."""
+        return None if self.name == "<fixture>" else self.name
 
-def parse_fixture(text: str | bytes, folder: Path, name: str = "<fixture>") -> Fixture:
-    raw = text.encode("utf-8") if isinstance(text, str) else text
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
-        document = yaml.safe_load(raw)
+        return json.loads(raw, parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise FixtureError([f"(file): not valid JSON: {exc.reason}"]) from None
+    except json.JSONDecodeError as exc:
+        raise FixtureError([f"line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}"]) from None
+
+
+def _parse_yaml(raw: bytes) -> Any:
+    try:
+        return yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise FixtureError([f"{where}: not valid YAML or JSON: {getattr(exc, 'problem', exc)}"]) from None
+
+
+def parse_fixture(text: str | bytes, folder: Path, name: str = "<fixture>", *, strict_json: bool = False) -> Fixture:
+    """Parse and validate; YAML (which JSON mostly is), or with ``strict_json`` JSON and nothing else."""
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    document = _parse_json(raw) if strict_json else _parse_yaml(raw)
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -323,12 +358,17 @@ def parse_fixture(text: str | bytes, folder: Path, name: str = "<fixture>") -> F
 
 
 def read_fixture(path: str | Path) -> Fixture:
+    """A fixture file: ``.json`` is read as JSON, anything else as YAML; problems name the file."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise FixtureError([f"{path}: {exc.strerror or exc}"]) from None
-    return parse_fixture(raw, path.parent, str(path))
+        raise FixtureError([exc.strerror or str(exc)], str(path)) from None
+    try:
+        return parse_fixture(raw, path.parent, str(path), strict_json=path.suffix.lower() == ".json")
+    except FixtureError as exc:
+        exc.source = str(path)
+        raise
 
 
 def _inside(folder: Path, relative: str) -> Path | None:
@@ -950,7 +990,11 @@ async def load_fixture(db: Database, store: Store, fixture: Fixture) -> LoadSumm
         return await db.write(work)
     except sqlite3.IntegrityError as exc:
         _remove(store, written)
-        raise FixtureError([f"(database): {exc}"]) from None
+        raise FixtureError([f"(database): {exc}"], fixture.source) from None
+    except FixtureError as exc:
+        _remove(store, written)
+        exc.source = fixture.source
+        raise
     except BaseException:
         _remove(store, written)
         raise

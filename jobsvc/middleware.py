@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from jobsvc import errors
+from jobsvc.accesslog import redact
 from jobsvc.db import DatabaseFull
 from jobsvc.handlers.base import json_response
 from jobsvc.store import StoreFull
@@ -32,8 +33,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (DatabaseFull, StoreFull):
         exc = errors.insufficient_storage()
         return json_response(exc.body, exc.status)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception as failure:
+        if isinstance(failure, ConnectionResetError) and request.transport is None:
+            # The client went away, or was cut off for being too slow, in the middle of its request body.
+            log.debug("client went away during %s %s", request.method, redact(request.raw_path))
+            return web.Response(status=499)
+        log.exception("unhandled error on %s %s", request.method, redact(request.raw_path))
         exc = errors.internal_error()
         return json_response(exc.body, exc.status)
 

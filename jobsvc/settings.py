@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobsvc.durations import DurationError, parse_duration
+
 
 def parse_bool(text: str) -> bool:
     value = text.strip().lower()
@@ -33,6 +35,67 @@ def parse_paths(text: str) -> list[str]:
     return [part for part in text.split(os.pathsep) if part]
 
 
+def parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"not a TCP port (0-65535): {text!r}")
+    return port
+
+
+def parse_seconds(text: str) -> float:
+    """A duration in seconds, fractions allowed; 0 turns the limit off."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"not a number of seconds: {text!r}")
+    return seconds
+
+
+def parse_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"not a whole number >= 0: {text!r}")
+    return count
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def log_levels(text: str) -> tuple[str, dict[str, str]]:
+    """``debug`` or ``debug,aiosqlite=debug``: jobsvc's level, then levels for named third-party loggers."""
+    first, *rest = [part.strip().lower() for part in text.split(",")]
+    named: dict[str, str] = {}
+    for part in rest:
+        name, _, level = part.partition("=")
+        if not name or level not in LOG_LEVELS:
+            raise ValueError(f"not a LOGGER=LEVEL pair: {part!r}")
+        named[name] = level
+    if first not in LOG_LEVELS:
+        raise ValueError(f"not a log level: {text!r} (debug, info, warning or error)")
+    return first, named
+
+
+def parse_log_level(text: str) -> str:
+    log_levels(text)
+    return text.strip().lower()
+
+
+def parse_expire_in(text: str) -> str:
+    try:
+        parse_duration(text)
+    except DurationError:
+        raise ValueError(f"not a duration: {text!r} (e.g. '30 days', '2h 30m' or 'never')") from None
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -52,7 +115,21 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on."),
-    Setting("port", 8080, "TCP port to listen on (0 picks a free one).", int),
+    Setting("port", 8080, "TCP port to listen on (0 picks a free one).", parse_port),
+    Setting(
+        "header_timeout",
+        20,
+        "Seconds a client has to send a whole request head (from connecting, or from its first byte); 0: no limit.",
+        parse_seconds,
+    ),
+    Setting("body_timeout", 60, "Seconds a request body may go without a byte arriving; 0: no limit.", parse_seconds),
+    Setting("keepalive_timeout", 75, "Seconds an idle keep-alive connection stays open.", parse_seconds),
+    Setting(
+        "max_connections",
+        500,
+        "Open connections at most; past it a client gets 503 and is closed; 0: no cap.",
+        parse_count,
+    ),
     Setting("data_dir", "var", "Directory holding the SQLite database and the file store; created on first start."),
     Setting(
         "fixtures",
@@ -95,11 +172,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("trace_size_limit", 100, "Largest job log, in MB; past it the job fails with trace_size_exceeded.", int),
     Setting(
-        "default_artifacts_expire_in", "30 days", "Expiry of uploaded artifacts without expire_in; 'never' keeps them."
+        "default_artifacts_expire_in",
+        "30 days",
+        "Expiry of uploaded artifacts without expire_in; 'never' keeps them.",
+        parse_expire_in,
     ),
     Setting("sweep_interval", 60, "Seconds between two runs of the sweeper that removes expired artifacts.", int),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
-    Setting("log_level", "info", "Logging level: debug, info, warning or error."),
+    Setting(
+        "log_level",
+        "info",
+        "Logging level of jobsvc: debug, info, warning or error; libraries log at info at most, "
+        "unless named (debug,aiosqlite=debug).",
+        parse_log_level,
+    ),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -112,6 +198,10 @@ class Config:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
+    header_timeout: float = 20
+    body_timeout: float = 60
+    keepalive_timeout: float = 75
+    max_connections: int = 500
     fixtures: list[str] = field(default_factory=list)
     demo: bool = False
     external_url: str = ""
