@@ -6,7 +6,7 @@ import copy
 
 import jsonschema
 import pytest
-from aiohttp import web
+from aiohttp import FormData, web
 from openapi_spec_validator import validate
 
 from jobsvc import openapi
@@ -89,12 +89,20 @@ def _validator(schema):
     return jsonschema.Draft202012Validator({**schema, "components": DOCUMENT["components"]})
 
 
-def _response_schema(method: str, template: str, status: int) -> dict | None:
+def _documented_answer(method: str, template: str, status: int) -> dict:
     operation = DOCUMENT["paths"][template][method.lower()]
     answer = _answers(operation).get(str(status))
     assert answer is not None, f"{method} {template} answered an undocumented {status}"
-    content = answer.get("content", {})
-    return content.get("application/json", {}).get("schema")
+    return answer
+
+
+def _required_headers(answer: dict) -> set[str]:
+    headers = {}
+    for name, header in answer["headers"].items():
+        headers[name] = (
+            DOCUMENT["components"]["headers"][header["$ref"].rsplit("/", 1)[1]] if "$ref" in header else header
+        )
+    return {name for name, header in headers.items() if header.get("required")}
 
 
 RUNNER = "glrt-test-runner-00000"
@@ -137,17 +145,56 @@ REQUESTS = [
     ("PATCH", "/api/v4/jobs/11/trace", "/api/v4/jobs/{job_id}/trace",
      {"data": b"more\n", "headers": {"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "99-103"}}),
     ("GET", "/api/v4/nothing/here", "/api/v4", {}),
+    ("HEAD", "/api/v4/projects/1/jobs", "/api/v4/projects/{id}/jobs", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts", {}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts",
+     {"headers": {"Range": "bytes=0-3"}}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts",
+     {"headers": {"Range": "bytes=99999999-"}}),
+    ("HEAD", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts", {}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts/dist/app.txt",
+     "/api/v4/projects/{id}/jobs/{job_id}/artifacts/{artifact_path}", {}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts/no/such/file",
+     "/api/v4/projects/{id}/jobs/{job_id}/artifacts/{artifact_path}", {}),
+    ("GET", "/api/v4/projects/2/jobs/artifacts/main/download?job=build",
+     "/api/v4/projects/{id}/jobs/artifacts/{ref_name}/download", {}),
+    ("GET", "/api/v4/projects/1/jobs/8/trace", "/api/v4/projects/{id}/jobs/{job_id}/trace", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/1/jobs/8/trace", "/api/v4/projects/{id}/jobs/{job_id}/trace",
+     {"headers": {**auth("root"), "Range": "bytes=0-3"}}),
 ]  # fmt: skip
+
+
+async def _conforms(client, method, path, template, kwargs):
+    response = await client.request(method, path, **kwargs)
+    answer = _documented_answer(method, template, response.status)
+    missing = {name.lower() for name in _required_headers(answer)} - {name.lower() for name in response.headers}
+    assert not missing, (method, path, response.status, missing)
+    content = answer.get("content")
+    if method != "HEAD" and content is not None:
+        media = response.content_type
+        assert media in content or "*/*" in content, (method, path, response.status, media)
+        schema = content.get(media, {}).get("schema")
+        if media == "application/json" and schema is not None:
+            errors = [e.message for e in _validator(schema).iter_errors(await response.json())]
+            assert not errors, (method, path, response.status, errors[:3])
+    return response
 
 
 async def test_answers_conform_to_the_document(client):
     for method, path, template, kwargs in REQUESTS:
-        response = await client.request(method, path, **kwargs)
-        schema = _response_schema(method, template, response.status)
-        if schema is not None:
-            body = await response.json()
-            errors = [e.message for e in _validator(schema).iter_errors(body)]
-            assert not errors, (method, path, response.status, errors[:3])
+        await _conforms(client, method, path, template, kwargs)
+
+
+async def test_runner_answers_conform_to_the_document(client):
+    upload = FormData()
+    upload.add_field("file", b"PK\x05\x06" + bytes(18), filename="artifacts.zip")
+    response = await _conforms(client, "POST", "/api/v4/jobs/11/artifacts", "/api/v4/jobs/{job_id}/artifacts",
+                               {"data": upload, "headers": {"JOB-TOKEN": RUNNING_JOB_TOKEN}})  # fmt: skip
+    assert response.status == 201
+    response = await _conforms(
+        client, "POST", "/api/v4/jobs/request", "/api/v4/jobs/request", {"json": {"token": RUNNER}}
+    )
+    assert response.status == 201  # the pending job 21: the payload was checked against JobPayload
 
 
 async def test_a_key_the_document_does_not_know_fails_it(client):
