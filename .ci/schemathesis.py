@@ -6,12 +6,11 @@ so the runner API is exercised too); schemathesis loads GET /api/v4/openapi.json
 with a fixed seed and a bounded number of examples per operation. The server is stopped whatever
 happens (SIGTERM, then SIGKILL), and the temporary directory removed. The exit code is schemathesis'.
 
-Usage: .venv/bin/python .ci/schemathesis.py [extra schemathesis arguments]
+Usage: .venv/bin/python .ci/schemathesis.py [extra schemathesis arguments, e.g. --max-examples 100]
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -33,15 +32,30 @@ CHECKS = ",".join(
     ]
 )
 SEED = "20261201"
-MAX_EXAMPLES = os.environ.get("JOBSVC_SCHEMATHESIS_EXAMPLES", "25")
+MAX_EXAMPLES = "25"  # per operation and phase: about two minutes on CI's two cores
 START_TIMEOUT = 30
+RUN_TIMEOUT = 900  # a hung run is stopped and fails the step
+
+
+def _die_with_parent() -> None:
+    """In the server's child process (Linux): SIGTERM it should the driver die without cleaning up (SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through main's finally, which stops the server
 
 
 def start(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
         [str(BIN / "jobsvc"), "serve", "--demo", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", "0",
          "--registration-token", REGISTRATION_TOKEN, "--jobs-rate-limit", "0", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, preexec_fn=_die_with_parent,
     )  # fmt: skip
     found: list[str] = []
 
@@ -73,6 +87,7 @@ def stop(server: subprocess.Popen[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with tempfile.TemporaryDirectory(prefix="jobsvc-schemathesis-") as temp:
         server = None
         try:
@@ -86,7 +101,11 @@ def main(argv: list[str]) -> int:
             ]  # fmt: skip
             print("+", " ".join(command), flush=True)
             started = time.monotonic()
-            code = subprocess.call(command, cwd=temp)
+            try:
+                code = subprocess.call(command, cwd=temp, timeout=RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"schemathesis did not finish in {RUN_TIMEOUT}s", flush=True)
+                code = 124
             print(f"schemathesis exited {code} after {time.monotonic() - started:.0f}s", flush=True)
             return code
         finally:
