@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from jobsvc.params import STATUSES
 from jobsvc.services.payload import FAILURE_REASONS
@@ -449,7 +449,14 @@ class JobPayloadSchema(Schema):
 _TOKEN_HELP = "The runner's authentication token (glrt-...)."
 
 
-class RunnerInfoParamsSchema(Schema):
+class _Body(Schema):
+    """A request body: Grape ignores parameters it does not declare, so unknown keys are allowed."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class RunnerInfoParamsSchema(_Body):
     """``info``: the runner's metadata."""
 
     name = fields.String()
@@ -462,7 +469,7 @@ class RunnerInfoParamsSchema(Schema):
     config = fields.Dict()
 
 
-class RegisterRunnerBodySchema(Schema):
+class RegisterRunnerBodySchema(_Body):
     token = fields.String(required=True, metadata={"description": "The registration token."})
     description = fields.String()
     maintainer_note = fields.String(metadata={"deprecated": True})
@@ -479,20 +486,20 @@ class RegisterRunnerBodySchema(Schema):
     maximum_timeout = fields.Integer()
 
 
-class RunnerTokenBodySchema(Schema):
+class RunnerTokenBodySchema(_Body):
     """``DELETE /runners`` and ``POST /runners/verify``."""
 
     token = fields.String(required=True, metadata={"description": _TOKEN_HELP})
     system_id = fields.String()
 
 
-class RunnerSessionSchema(Schema):
+class RunnerSessionSchema(_Body):
     url = fields.String()
     certificate = fields.String()
     authorization = fields.String()
 
 
-class JobRequestBodySchema(Schema):
+class JobRequestBodySchema(_Body):
     token = fields.String(required=True, metadata={"description": _TOKEN_HELP})
     system_id = fields.String()
     last_update = fields.String(metadata={"description": "The X-GitLab-Last-Update value of the last answer."})
@@ -501,12 +508,12 @@ class JobRequestBodySchema(Schema):
     job_age = fields.Integer()
 
 
-class TraceOutputSchema(Schema):
+class TraceOutputSchema(_Body):
     checksum = fields.String()
     bytesize = fields.Integer()
 
 
-class UpdateJobBodySchema(Schema):
+class UpdateJobBodySchema(_Body):
     token = fields.String(metadata={"description": "The job's token (or send it as JOB-TOKEN)."})
     state = fields.String(required=True, validate=validate.OneOf(["running", "success", "failed"]))
     checksum = fields.String()
@@ -515,7 +522,7 @@ class UpdateJobBodySchema(Schema):
     exit_code = fields.Integer()
 
 
-class UploadArtifactsBodySchema(Schema):
+class UploadArtifactsBodySchema(_Body):
     """``POST /jobs/:id/artifacts``: multipart/form-data."""
 
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
