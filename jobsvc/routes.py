@@ -13,6 +13,7 @@ def setup(app: web.Application) -> None:
     get = app.router.add_get
     get(API, meta.api_root)
     get(API + "/", meta.api_root)
+    get(API + "/openapi.json", meta.openapi_document)
     get(API + "/version", meta.version)
     get(API + "/user", meta.current_user)
     get(API + "/job", jobs.get_current_job)

@@ -34,9 +34,12 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     install = ".venv/bin/pip install -e '.[test]'"
     assert install in README and install in ci
-    last_command = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")][-1]
-    assert last_command == ".venv/bin/python -m pytest"
-    assert f"&& {last_command}" in README
+    commands = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")]
+    test_command = ".venv/bin/python -m pytest"
+    assert test_command in commands
+    assert f"&& {test_command}" in README
+    # only the schemathesis run comes after the test suite
+    assert commands[commands.index(test_command) + 1 :] == [".venv/bin/python .ci/schemathesis.py"]
 
 
 # Workspace notes a clone does not have: the project cites GitLab's own files or states the fact instead.

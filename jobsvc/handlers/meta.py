@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobsvc import GITLAB_VERSION, __version__, entities, errors
+from jobsvc import GITLAB_VERSION, __version__, entities, errors, openapi
 from jobsvc.auth import require
 from jobsvc.handlers.base import base_url, json_response
 from jobsvc.timefmt import utcnow
@@ -32,3 +32,8 @@ async def current_user(request: web.Request) -> web.Response:
 async def api_root(request: web.Request) -> web.Response:
     """``GET /api/v4/``: GitLab has no resource here; its catch-all answers 404, and so do we."""
     raise errors.route_not_found()
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """``GET /api/v4/openapi.json``: the OpenAPI 3.1 document of every endpoint (no credentials needed)."""
+    return web.Response(body=openapi.document_bytes(), content_type="application/json")

@@ -1,0 +1,211 @@
+"""The OpenAPI document: in step with the route table, valid OpenAPI 3.1, and true to what the server answers."""
+
+from __future__ import annotations
+
+import copy
+
+import jsonschema
+import pytest
+from aiohttp import FormData, web
+from openapi_spec_validator import validate
+
+from jobsvc import openapi
+from jobsvc.app import create_app
+from jobsvc.settings import Config
+from tests.conftest import RUNNING_JOB_TOKEN, auth
+
+DOCUMENT = openapi.build()
+METHODS = ("get", "head", "post", "put", "patch", "delete", "options", "trace")
+
+
+def documented() -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, item in DOCUMENT["paths"].items() for method in item if method in METHODS}
+
+
+def served(tmp_path) -> set[tuple[str, str]]:
+    app = create_app(Config(data_dir=tmp_path))
+    return {(route.method, route.resource.canonical) for route in app.router.routes()}
+
+
+def test_every_route_is_documented_and_nothing_else(tmp_path):
+    assert documented() == served(tmp_path)
+
+
+def test_the_route_comparison_can_fail(tmp_path):
+    app = create_app(Config(data_dir=tmp_path))
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app.router.add_get("/api/v4/undocumented", handler)
+    routes = {(route.method, route.resource.canonical) for route in app.router.routes()}
+    assert documented() != routes
+
+
+def test_the_document_is_valid_openapi_3_1():
+    assert DOCUMENT["openapi"] == "3.1.0"
+    validate(DOCUMENT)
+
+
+def test_an_invalid_document_is_refused():
+    broken = copy.deepcopy(DOCUMENT)
+    broken["paths"]["/api/v4/version"]["get"]["responses"] = {"200": {"content": {}}}  # no description
+    with pytest.raises(Exception, match="description"):
+        validate(broken)
+
+
+def _answers(operation):
+    responses = operation["responses"]
+    return {
+        status: DOCUMENT["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]] if "$ref" in answer else answer
+        for status, answer in responses.items()
+    }
+
+
+@pytest.mark.parametrize("method,path", sorted(documented()))
+def test_every_operation_lists_its_statuses(method, path):
+    operation = DOCUMENT["paths"][path][method.lower()]
+    answers = _answers(operation)
+    assert answers, "no statuses"
+    assert all(status.isdigit() for status in answers)
+    if path not in ("/api/v4", "/api/v4/"):  # the catch-all's 404 is all those two answer
+        assert any(status.startswith("2") for status in answers)
+    for status, answer in answers.items():
+        assert answer["description"]
+        if method == "HEAD":
+            assert "content" not in answer
+        elif status.startswith(("4", "5")) and status != "416":
+            assert "application/json" in answer["content"], (status, "errors are GitLab's JSON bodies")
+
+
+def test_every_response_names_the_security_headers():
+    for item in DOCUMENT["paths"].values():
+        for method, operation in item.items():
+            for status, answer in _answers(operation).items():
+                assert {"X-Content-Type-Options", "X-Frame-Options"} <= set(answer["headers"]), (method, status)
+
+
+def _validator(schema):
+    return jsonschema.Draft202012Validator({**schema, "components": DOCUMENT["components"]})
+
+
+def _documented_answer(method: str, template: str, status: int) -> dict:
+    operation = DOCUMENT["paths"][template][method.lower()]
+    answer = _answers(operation).get(str(status))
+    assert answer is not None, f"{method} {template} answered an undocumented {status}"
+    return answer
+
+
+def _required_headers(answer: dict) -> set[str]:
+    headers = {}
+    for name, header in answer["headers"].items():
+        headers[name] = (
+            DOCUMENT["components"]["headers"][header["$ref"].rsplit("/", 1)[1]] if "$ref" in header else header
+        )
+    return {name for name, header in headers.items() if header.get("required")}
+
+
+RUNNER = "glrt-test-runner-00000"
+
+# (method, path, path template, request keyword arguments): answers of the test world, one of each shape
+REQUESTS = [
+    ("GET", "/api/v4/version", "/api/v4/version", {"headers": auth("developer")}),
+    ("GET", "/api/v4/user", "/api/v4/user", {"headers": auth("root")}),
+    ("GET", "/api/v4/user", "/api/v4/user", {"headers": auth("developer")}),
+    ("GET", "/api/v4/user", "/api/v4/user", {"headers": {"PRIVATE-TOKEN": "nope"}}),
+    ("GET", "/api/v4/user", "/api/v4/user", {"headers": auth("expired")}),
+    ("GET", "/api/v4/job", "/api/v4/job", {"headers": {"JOB-TOKEN": RUNNING_JOB_TOKEN}}),
+    ("GET", "/api/v4/projects", "/api/v4/projects", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects?simple=true", "/api/v4/projects", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects?per_page=0", "/api/v4/projects", {}),
+    ("GET", "/api/v4/projects/1", "/api/v4/projects/{id}", {"headers": auth("developer")}),
+    ("GET", "/api/v4/projects/404", "/api/v4/projects/{id}", {"headers": auth("developer")}),
+    ("GET", "/api/v4/projects/1/pipelines", "/api/v4/projects/{id}/pipelines", {"headers": auth("developer")}),
+    ("GET", "/api/v4/projects/1/pipelines/6", "/api/v4/projects/{id}/pipelines/{pipeline_id}",
+     {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/1/pipelines/6/jobs", "/api/v4/projects/{id}/pipelines/{pipeline_id}/jobs",
+     {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/1/jobs", "/api/v4/projects/{id}/jobs", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/5/jobs?pagination=keyset&per_page=5", "/api/v4/projects/{id}/jobs",
+     {"headers": auth("developer")}),
+    ("GET", "/api/v4/projects/1/jobs?scope=nope", "/api/v4/projects/{id}/jobs", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/1/jobs/8", "/api/v4/projects/{id}/jobs/{job_id}", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/1/jobs/x", "/api/v4/projects/{id}/jobs/{job_id}", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/1/jobs/8", "/api/v4/projects/{id}/jobs/{job_id}", {"headers": auth("guest")}),
+    ("POST", "/api/v4/projects/1/jobs/8/cancel", "/api/v4/projects/{id}/jobs/{job_id}/cancel",
+     {"headers": auth("readonly")}),
+    ("POST", "/api/v4/projects/1/jobs/6/retry", "/api/v4/projects/{id}/jobs/{job_id}/retry", {"headers": auth("root")}),
+    ("DELETE", "/api/v4/projects/1/artifacts", "/api/v4/projects/{id}/artifacts", {"headers": auth("root")}),
+    ("POST", "/api/v4/runners/verify", "/api/v4/runners/verify", {"json": {"token": RUNNER}}),
+    ("POST", "/api/v4/runners/verify", "/api/v4/runners/verify", {"json": {}}),
+    ("POST", "/api/v4/jobs/request", "/api/v4/jobs/request", {"json": {"token": RUNNER}}),
+    ("PUT", "/api/v4/jobs/11", "/api/v4/jobs/{job_id}", {"json": {"token": RUNNING_JOB_TOKEN, "state": "running"}}),
+    ("PATCH", "/api/v4/jobs/11/trace", "/api/v4/jobs/{job_id}/trace",
+     {"data": b"more\n", "headers": {"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "8-12"}}),
+    ("PATCH", "/api/v4/jobs/11/trace", "/api/v4/jobs/{job_id}/trace",
+     {"data": b"more\n", "headers": {"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "99-103"}}),
+    ("GET", "/api/v4/nothing/here", "/api/v4", {}),
+    ("HEAD", "/api/v4/projects/1/jobs", "/api/v4/projects/{id}/jobs", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts", {}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts",
+     {"headers": {"Range": "bytes=0-3"}}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts",
+     {"headers": {"Range": "bytes=99999999-"}}),
+    ("HEAD", "/api/v4/projects/2/jobs/31/artifacts", "/api/v4/projects/{id}/jobs/{job_id}/artifacts", {}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts/dist/app.txt",
+     "/api/v4/projects/{id}/jobs/{job_id}/artifacts/{artifact_path}", {}),
+    ("GET", "/api/v4/projects/2/jobs/31/artifacts/no/such/file",
+     "/api/v4/projects/{id}/jobs/{job_id}/artifacts/{artifact_path}", {}),
+    ("GET", "/api/v4/projects/2/jobs/artifacts/main/download?job=build",
+     "/api/v4/projects/{id}/jobs/artifacts/{ref_name}/download", {}),
+    ("GET", "/api/v4/projects/1/jobs/8/trace", "/api/v4/projects/{id}/jobs/{job_id}/trace", {"headers": auth("root")}),
+    ("GET", "/api/v4/projects/1/jobs/8/trace", "/api/v4/projects/{id}/jobs/{job_id}/trace",
+     {"headers": {**auth("root"), "Range": "bytes=0-3"}}),
+]  # fmt: skip
+
+
+async def _conforms(client, method, path, template, kwargs):
+    response = await client.request(method, path, **kwargs)
+    answer = _documented_answer(method, template, response.status)
+    missing = {name.lower() for name in _required_headers(answer)} - {name.lower() for name in response.headers}
+    assert not missing, (method, path, response.status, missing)
+    content = answer.get("content")
+    if method != "HEAD" and content is not None:
+        media = response.content_type
+        assert media in content or "*/*" in content, (method, path, response.status, media)
+        schema = content.get(media, {}).get("schema")
+        if media == "application/json" and schema is not None:
+            errors = [e.message for e in _validator(schema).iter_errors(await response.json())]
+            assert not errors, (method, path, response.status, errors[:3])
+    return response
+
+
+async def test_answers_conform_to_the_document(client):
+    for method, path, template, kwargs in REQUESTS:
+        await _conforms(client, method, path, template, kwargs)
+
+
+async def test_runner_answers_conform_to_the_document(client):
+    upload = FormData()
+    upload.add_field("file", b"PK\x05\x06" + bytes(18), filename="artifacts.zip")
+    response = await _conforms(client, "POST", "/api/v4/jobs/11/artifacts", "/api/v4/jobs/{job_id}/artifacts",
+                               {"data": upload, "headers": {"JOB-TOKEN": RUNNING_JOB_TOKEN}})  # fmt: skip
+    assert response.status == 201
+    response = await _conforms(
+        client, "POST", "/api/v4/jobs/request", "/api/v4/jobs/request", {"json": {"token": RUNNER}}
+    )
+    assert response.status == 201  # the pending job 21: the payload was checked against JobPayload
+
+
+async def test_a_key_the_document_does_not_know_fails_it(client):
+    job = await (await client.get("/api/v4/projects/1/jobs/8", headers=auth("root"))).json()
+    validator = _validator(openapi._schema("Job"))
+    assert validator.is_valid(job)
+    assert not validator.is_valid({**job, "new_key": 1})
+    assert not validator.is_valid({key: value for key, value in job.items() if key != "web_url"})
+
+
+async def test_the_document_is_served(client):
+    response = await client.get("/api/v4/openapi.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    assert await response.json() == DOCUMENT
