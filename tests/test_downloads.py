@@ -221,3 +221,26 @@ class TestRunnerDependencyDownload:
     async def test_refusals(self, client, job_id, token, status):
         params = {"token": token} if token else {}
         assert (await client.get(f"/api/v4/jobs/{job_id}/artifacts", params=params)).status == status
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"plain text, not a zip\n",  # runners may upload any file as the archive
+        b"PK\x05\x06" + b"\xff" * 18,  # an end record that points nowhere
+        b"",
+    ],
+    ids=["not-a-zip", "corrupt", "empty"],
+)
+async def test_an_entry_of_an_unreadable_archive_is_not_found(client, content):
+    """Workhorse answers 500 there; the archive is a client's upload, so jobsvc answers the missing entry's 404."""
+    import aiohttp
+
+    data = aiohttp.FormData()
+    data.add_field("file", content, filename="artifacts.zip", content_type="application/octet-stream")
+    resp = await client.post("/api/v4/jobs/11/artifacts", data=data, headers={"JOB-TOKEN": RUNNING_JOB_TOKEN})
+    assert resp.status == 201, await resp.text()
+    resp = await client.get("/api/v4/projects/1/jobs/11/artifacts/x.txt", headers=auth("root"))
+    assert resp.status == 404 and await resp.text() == "404 page not found\n"
+    resp = await client.get("/api/v4/projects/1/jobs/11/artifacts", headers=auth("root"))
+    assert resp.status == 200 and await resp.read() == content

@@ -133,9 +133,11 @@ async def _send_entry(request: web.Request, job_id: int, *, check_available: boo
     except FileNotFoundError:
         log.error("job %s: artifact file %s is missing", job_id, archive["store_key"])
         raise errors.not_found() from None
-    except zipentry.ArchiveError as exc:  # corrupt or over the limits: Workhorse fails with a 500 too
-        log.error("job %s: cannot serve from %s: %s", job_id, archive["store_key"], exc)
-        raise errors.internal_error() from None
+    except zipentry.ArchiveError as exc:
+        # Not a zip (runners may upload any file as the archive), corrupt, or over the limits. Workhorse
+        # answers a 500 here; but the archive is a client's upload, and no input may make a 5xx: no entry
+        # can be read out of it, so the answer is the one for a missing entry.
+        log.warning("job %s: no entry can be served from %s: %s", job_id, archive["store_key"], exc)
     # Workhorse's answer for a missing entry: Go's http.NotFound, plain text
     return web.Response(status=404, text="404 page not found\n", content_type="text/plain", charset="utf-8")
 
