@@ -156,6 +156,15 @@ CASES = [
         400,
         BROKEN_MULTIPART,
     ),  # fmt: skip
+    (
+        "cut in a part's headers",
+        "POST",
+        "/api/v4/jobs/11/artifacts",
+        [*JOB, *MULTIPART],
+        multipart(("file", ZIP))[:30],
+        400,
+        BROKEN_MULTIPART,
+    ),
     ("no part at all", "POST", "/api/v4/jobs/11/artifacts", [*JOB, *MULTIPART], b"garbage", 400, BROKEN_MULTIPART),
     # -- expire_in ------------------------------------------------------------------------------
     (

@@ -6,6 +6,7 @@ import re
 import sqlite3
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from jobsvc import body, errors, numbers
 from jobsvc.auth import job_token_principal
@@ -137,7 +138,8 @@ MAX_FIELD = 64 * 1024
 
 
 def _broken_multipart() -> errors.ApiError:
-    """aiohttp's ValueError for a body with no boundary, or cut off before its closing one: Workhorse's 400."""
+    """aiohttp's ValueError (or InvalidHeader) for a body with no boundary, cut off before its closing one
+    or inside a part's headers: Workhorse's 400."""
     return errors.bad_request("invalid multipart body")
 
 
@@ -145,7 +147,7 @@ async def _parts(request: web.Request):
     try:
         async for part in await request.multipart():
             yield part
-    except ValueError:
+    except (ValueError, HttpProcessingError):
         raise _broken_multipart() from None
 
 
@@ -153,7 +155,7 @@ async def _chunks(part: BodyPartReader):
     try:
         while chunk := await part.read_chunk(256 * 1024):
             yield chunk
-    except ValueError:
+    except (ValueError, HttpProcessingError):
         raise _broken_multipart() from None
 
 
