@@ -37,7 +37,7 @@ from tests.conftest import world as world_data
 REGISTRATION_TOKEN = "reg-token-fuzz"
 RUNNER_TOKEN = "glrt-test-runner-00000"
 # Reads take a few parameters; the routes with bodies (most of them the runner's) get more examples.
-EXAMPLES = {"GET": 25, "HEAD": 5}
+EXAMPLES = {"GET": 40, "HEAD": 5}
 BODY_EXAMPLES = 40
 RUNNER_EXAMPLES = 100  # the runner's routes: every declared parameter, in JSON, form and multipart bodies
 
