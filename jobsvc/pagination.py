@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from jobsvc.numbers import INT64_MAX, NotAnInteger, OutOfRange, parse_int
+
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 20
 MAX_COUNT = 10_000
@@ -46,7 +48,8 @@ class Page:
 
     @property
     def offset(self) -> int:
-        return (self.page - 1) * self.per_page
+        """Capped at what SQLite's OFFSET takes: a page that far out is empty either way."""
+        return min((self.page - 1) * self.per_page, INT64_MAX)
 
 
 def page_of(page: int, per_page: int) -> Page:
@@ -151,8 +154,8 @@ def decode_cursor(cursor: str) -> int | None:
     try:
         raw = base64.urlsafe_b64decode(cursor.rstrip("=") + "=" * (-len(cursor.rstrip("=")) % 4))
         data = json.loads(raw)
-        value = int(data["id"])
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        value = parse_int(data["id"])  # ASCII digits within 64 bits: a larger id is no cursor we issued
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, NotAnInteger, OutOfRange):
         return None
     return value if value > 0 else None
 

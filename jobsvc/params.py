@@ -14,6 +14,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from jobsvc import numbers
 from jobsvc.errors import ParamError
 
 STATUSES = (
@@ -36,6 +37,7 @@ _BRACKETS = re.compile(r"\A([^\[\]]+)\[([^\[\]]*)\]\Z")
 
 INVALID = "is invalid"
 NOT_VALID_VALUE = "does not have a valid value"
+MISSING = "is missing"
 
 
 class ParamShapeError(ValueError):
@@ -73,16 +75,49 @@ def parse_query(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 
 class GrapeInteger(fields.Integer):
-    """Grape's Integer coercion: plain decimal digits with an optional sign."""
+    """Grape's Integer coercion (``jobsvc.numbers.parse_int``): ASCII digits with an optional sign.
+
+    A number past the database's signed 64-bit range is "invalid" unless ``clamp`` is set, when it
+    becomes the nearest bound (a page number: what lies past 2**63 is past the end anyway).
+    """
 
     default_error_messages = {"invalid": INVALID}
 
+    def __init__(self, *, clamp: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.clamp = clamp
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if not isinstance(value, str) or not re.fullmatch(r"[+-]?[0-9]+", value.strip()):
-            raise self.make_error("invalid")
-        return int(value)
+        try:
+            return numbers.parse_int(value, clamp=self.clamp)
+        except (numbers.NotAnInteger, numbers.OutOfRange):
+            raise self.make_error("invalid") from None
+
+
+class GrapeId(fields.Field):
+    """An Integer that names a record: None when it is past 64 bits, so that the lookup finds nothing
+    (Rails' ``find`` answers RecordNotFound for an out-of-range id; Grape itself coerces any size)."""
+
+    default_error_messages = {"invalid": INVALID}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | None:
+        try:
+            return numbers.parse_id(value)
+        except numbers.NotAnInteger:
+            raise self.make_error("invalid") from None
+
+
+class GrapeString(fields.Field):
+    """Grape's String: text, or a number or boolean as text; a list or a hash is "invalid"."""
+
+    default_error_messages = {"invalid": INVALID, "required": MISSING}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise self.make_error("invalid")
 
 
 class GrapeBoolean(fields.Field):
@@ -138,44 +173,45 @@ class PageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    page = GrapeInteger(load_default=1)
-    # PaginationParams: ``except_values: [0]``
-    per_page = GrapeInteger(load_default=20, validate=validate.NoneOf([0], error="has a value not allowed"))
+    # A page past 2**63 is clamped to it: an empty page (or, on the project jobs list, the 405 offset limit).
+    page = GrapeInteger(load_default=1, clamp=True)
+    # PaginationParams: ``except_values: [0]``; Kaminari caps the rest at 100
+    per_page = GrapeInteger(load_default=20, clamp=True, validate=validate.NoneOf([0], error="has a value not allowed"))
 
 
 class ProjectJobsSchema(PageSchema):
     scope = Scope(allow_hash=True, load_default=list)
-    pagination = fields.String(load_default="offset", validate=one_of("offset", "keyset"))
-    cursor = fields.String(load_default=None)
-    order_by = fields.String(load_default="id")
-    sort = fields.String(load_default="desc")
+    pagination = GrapeString(load_default="offset", validate=one_of("offset", "keyset"))
+    cursor = GrapeString(load_default=None)
+    order_by = GrapeString(load_default="id")
+    sort = GrapeString(load_default="desc")
 
 
 class PipelineJobsSchema(PageSchema):
-    pipeline_id = GrapeInteger(required=True)
+    pipeline_id = GrapeId(required=True)
     scope = Scope(allow_hash=False, load_default=list)
     include_retried = GrapeBoolean(load_default=False)
 
 
 class PipelinesSchema(PageSchema):
-    scope = fields.String(load_default=None, validate=one_of("running", "pending", "finished", "branches", "tags"))
-    status = fields.String(load_default=None, validate=validate.OneOf(STATUSES, error=NOT_VALID_VALUE))
-    ref = fields.String(load_default=None)
-    sha = fields.String(load_default=None)
-    source = fields.String(load_default=None)
-    username = fields.String(load_default=None)
-    order_by = fields.String(load_default="id", validate=one_of("id", "status", "ref", "updated_at", "user_id"))
-    sort = fields.String(load_default="desc", validate=one_of("asc", "desc"))
+    scope = GrapeString(load_default=None, validate=one_of("running", "pending", "finished", "branches", "tags"))
+    status = GrapeString(load_default=None, validate=validate.OneOf(STATUSES, error=NOT_VALID_VALUE))
+    ref = GrapeString(load_default=None)
+    sha = GrapeString(load_default=None)
+    source = GrapeString(load_default=None)
+    username = GrapeString(load_default=None)
+    order_by = GrapeString(load_default="id", validate=one_of("id", "status", "ref", "updated_at", "user_id"))
+    sort = GrapeString(load_default="desc", validate=one_of("asc", "desc"))
 
 
 class ProjectsSchema(PageSchema):
-    order_by = fields.String(
+    order_by = GrapeString(
         load_default="created_at", validate=one_of("id", "name", "path", "created_at", "updated_at", "last_activity_at")
     )
-    sort = fields.String(load_default="desc", validate=one_of("asc", "desc"))
-    search = fields.String(load_default=None)
+    sort = GrapeString(load_default="desc", validate=one_of("asc", "desc"))
+    search = GrapeString(load_default=None)
     membership = GrapeBoolean(load_default=False)
-    visibility = fields.String(load_default=None, validate=one_of("private", "internal", "public"))
+    visibility = GrapeString(load_default=None, validate=one_of("private", "internal", "public"))
     simple = GrapeBoolean(load_default=False)
 
 
@@ -233,14 +269,16 @@ class CreatePipelineSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    ref = fields.String(required=True, error_messages={"required": "is missing"})
+    ref = GrapeString(required=True)
     variables = PipelineVariables(load_default=dict)
 
 
 def _problems(messages: Mapping[str, Any], prefix: str = "") -> list[str]:
     problems = []
     for name, value in messages.items():
-        if isinstance(value, Mapping):
+        if name == "_schema":  # a check of the whole set: "active, paused are mutually exclusive"
+            problems.extend(value if isinstance(value, list) else [value])
+        elif isinstance(value, Mapping):
             problems.extend(_problems(value, f"{prefix}{name}" if not prefix else f"{prefix}[{name}]"))
         else:
             for text in value if isinstance(value, list) else [value]:

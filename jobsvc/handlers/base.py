@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
@@ -10,10 +9,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from jobsvc import errors, pagination
+from jobsvc import errors, numbers, pagination
 from jobsvc.auth import Principal
 from jobsvc.keys import DB
-from jobsvc.params import GrapeInteger
 from jobsvc.policy import Access, is_protected
 from jobsvc.repo import Repository
 from jobsvc.urls import base_url
@@ -31,7 +29,6 @@ __all__ = [
 ]
 
 JSON = "application/json"
-_NUMERIC = re.compile(r"\A-?[0-9]+\Z")
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -47,13 +44,15 @@ def repo(request: web.Request) -> Repository:
     return Repository(request.app[DB])
 
 
-def int_param(request: web.Request, name: str) -> int:
-    """A route segment that Grape declares as Integer: ``{"error": "job_id is invalid"}`` otherwise."""
-    text = request.match_info[name]
+def int_param(request: web.Request, name: str, *, message_name: str | None = None) -> int | None:
+    """A route segment that Grape declares as Integer: ``{"error": "job_id is invalid"}`` otherwise.
+
+    None for an integer past 64 bits: an id no row can have, so that its lookup finds nothing.
+    """
     try:
-        return GrapeInteger()._deserialize(text, name, None)
-    except Exception:
-        raise errors.ParamError([f"{name} is invalid"]) from None
+        return numbers.parse_id(request.match_info[name])
+    except numbers.NotAnInteger:
+        raise errors.ParamError([f"{message_name or name} is invalid"]) from None
 
 
 async def find_project(request: web.Request, principal: Principal | None) -> tuple[sqlite3.Row, Access]:
@@ -61,8 +60,9 @@ async def find_project(request: web.Request, principal: Principal | None) -> tup
     ident = request.match_info["id"]
     user_id = principal.user_id if principal else None
     repository = repo(request)
-    if _NUMERIC.match(ident):
-        row = await repository.project_by_id(int(ident), user_id)
+    if numbers.is_integer(ident):
+        project_id = numbers.parse_id(ident)  # past 64 bits: no project has that id
+        row = None if project_id is None else await repository.project_by_id(project_id, user_id)
     elif "/" in ident:
         row = await repository.project_by_path(ident, user_id)
     else:
@@ -97,7 +97,8 @@ def _readable_project(row: sqlite3.Row | None, principal: Principal | None) -> t
 
 async def job_of(request: web.Request, project: sqlite3.Row) -> sqlite3.Row:
     """The job named by the route in this project, or GitLab's RecordNotFound 404."""
-    row = await repo(request).job(project["id"], int_param(request, "job_id"))
+    job_id = int_param(request, "job_id")
+    row = None if job_id is None else await repo(request).job(project["id"], job_id)
     if row is None:
         raise errors.record_not_found()
     return row

@@ -62,7 +62,8 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not access.read_pipeline():
         raise errors.forbidden()
-    pipeline = await repo(request).pipeline(project["id"], query["pipeline_id"])
+    pipeline_id = query["pipeline_id"]  # None past 64 bits: no such pipeline
+    pipeline = None if pipeline_id is None else await repo(request).pipeline(project["id"], pipeline_id)
     if pipeline is None:
         raise errors.record_not_found()
 
@@ -95,7 +96,7 @@ async def get_job(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not access.read_build():
         raise errors.forbidden()
-    row = await repo(request).job(project["id"], job_id)
+    row = None if job_id is None else await repo(request).job(project["id"], job_id)
     if row is None:
         raise errors.record_not_found()
     return json_response(entities.job(row, base_url(request), utcnow()))

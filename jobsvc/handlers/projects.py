@@ -73,7 +73,7 @@ async def get_pipeline(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not access.read_pipeline():
         raise errors.forbidden()
-    row = await repo(request).pipeline(project["id"], pipeline_id)
+    row = None if pipeline_id is None else await repo(request).pipeline(project["id"], pipeline_id)
     if row is None:
         raise errors.record_not_found()
     return json_response(entities.pipeline(row, base_url(request), utcnow()))

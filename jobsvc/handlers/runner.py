@@ -6,18 +6,30 @@ import re
 import sqlite3
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from jobsvc import body, errors
+from jobsvc import body, errors, numbers
 from jobsvc.auth import job_token_principal
 from jobsvc.durations import DurationError, parse_duration
 from jobsvc.handlers.artifacts import send_archive
-from jobsvc.handlers.base import find_project_by_id, json_response
+from jobsvc.handlers.base import find_project_by_id, int_param, json_response
 from jobsvc.keys import CONFIG, DB, STORE
+from jobsvc.params import load
+from jobsvc.runner_params import (
+    DownloadArtifactsParams,
+    JobTokenParams,
+    RegisterRunnerParams,
+    RequestJobParams,
+    RunnerTokenParams,
+    UpdateJobParams,
+    UploadArtifactsParams,
+)
 from jobsvc.services import artifacts, jobstate, payload, runners, traces
 from jobsvc.store import CHUNK, StoreFull, TooLarge
 from jobsvc.urls import base_url
 
-_CONTENT_RANGE = re.compile(r"\A\s*(\d+)-(\d+)(?:/(\d+|\*))?\s*\Z")
+# [0-9], not \d: "٥-9" is no range (Ruby's \d is ASCII too)
+_CONTENT_RANGE = re.compile(r"\A[ \t]*([0-9]+)-([0-9]+)(?:/([0-9]+|\*))?[ \t]*\Z")
 
 
 def _text(status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -25,17 +37,9 @@ def _text(status: int, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(text=str(status), status=status, content_type="application/json", headers=headers)
 
 
-def _token(params: dict) -> str:
-    """The ``token`` parameter every runner call carries: Grape's 400 when it is missing."""
-    token = params.get("token")
-    if not token:
-        raise errors.ParamError(["token is missing"])
-    return str(token)
-
-
 async def register(request: web.Request) -> web.Response:
-    params = await body.params(request)
-    token = _token(params)
+    params = load(RegisterRunnerParams(), await body.params(request))
+    token = params["token"]
     if not runners.registration_token_ok(token, request.app[CONFIG].registration_token):
         raise errors.forbidden()
     try:
@@ -45,9 +49,9 @@ async def register(request: web.Request) -> web.Response:
     return json_response({"id": runner_id, "token": runner_token, "token_expires_at": None}, status=201)
 
 
-async def _authenticated_runner(request: web.Request) -> tuple[sqlite3.Row, dict]:
-    params = await body.params(request)
-    runner = await runners.by_token(request.app[DB], _token(params))
+async def _authenticated_runner(request: web.Request, schema: type = RunnerTokenParams) -> tuple[sqlite3.Row, dict]:
+    params = load(schema(), await body.params(request))
+    runner = await runners.by_token(request.app[DB], params["token"])
     if runner is None:
         raise errors.forbidden()
     return runner, params
@@ -65,7 +69,7 @@ async def unregister(request: web.Request) -> web.Response:
 
 
 async def request_job(request: web.Request) -> web.Response:
-    runner, params = await _authenticated_runner(request)
+    runner, params = await _authenticated_runner(request, RequestJobParams)
     db = request.app[DB]
     await runners.touch(db, runner, params.get("info"))
     version = await runners.queue_version(db)
@@ -84,7 +88,7 @@ def _job_token(request: web.Request, params: dict) -> str | None:
 
 async def update_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
-    params = await body.params(request)
+    params = load(UpdateJobParams(), await body.params(request))
     db, store = request.app[DB], request.app[STORE]
     job = await jobstate.authenticate_job(db, job_id, _job_token(request, params))
     state = params.get("state")
@@ -94,16 +98,14 @@ async def update_job(request: web.Request) -> web.Response:
     return _text(200, {"Job-Status": status})
 
 
-def _job_id(request: web.Request) -> int:
-    text = request.match_info["job_id"]
-    if not text.isdigit():
-        raise errors.ParamError(["id is invalid"])
-    return int(text)
+def _job_id(request: web.Request) -> int | None:
+    """The route's ``:id`` (Grape calls it ``id`` here); None past 64 bits, which no job has: 403 below."""
+    return int_param(request, "job_id", message_name="id")
 
 
 async def patch_trace(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
-    params = body.query(request.url.query.items())
+    params = load(JobTokenParams(), body.query(request.url.query.items()))
     db, store, config = request.app[DB], request.app[STORE], request.app[CONFIG]
     job = await jobstate.authenticate_job(db, job_id, _job_token(request, params))
     if request.headers.get("Content-Encoding", "identity").lower() != "identity":
@@ -114,7 +116,7 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     match = _CONTENT_RANGE.match(header)
     if match is None:
         raise errors.bad_request("Invalid Content-Range")
-    start = int(match.group(1))
+    start = numbers.parse_int(match.group(1), clamp=True)  # past 64 bits: past the size limit too
     chunks = request.content.iter_chunked(CHUNK)
     limit = config.trace_size_limit * 1024 * 1024
     result = await traces.append(db, store, job["id"], start, chunks, request.content_length, limit)
@@ -129,9 +131,26 @@ MB = 1024 * 1024
 MAX_FIELD = 64 * 1024
 
 
+def _broken_multipart() -> errors.ApiError:
+    """aiohttp's ValueError (or InvalidHeader) for a body with no boundary, cut off before its closing one
+    or inside a part's headers: Workhorse's 400."""
+    return errors.bad_request("invalid multipart body")
+
+
+async def _parts(request: web.Request):
+    try:
+        async for part in await request.multipart():
+            yield part
+    except (ValueError, HttpProcessingError):
+        raise _broken_multipart() from None
+
+
 async def _chunks(part: BodyPartReader):
-    while chunk := await part.read_chunk(256 * 1024):
-        yield chunk
+    try:
+        while chunk := await part.read_chunk(256 * 1024):
+            yield chunk
+    except (ValueError, HttpProcessingError):
+        raise _broken_multipart() from None
 
 
 async def _field(part: BodyPartReader) -> str:
@@ -147,8 +166,8 @@ async def upload_artifacts(request: web.Request) -> web.Response:
     """``POST /jobs/:id/artifacts``: the multipart upload, streamed to disk and counted as it comes."""
     job_id = _job_id(request)
     db, store, config = request.app[DB], request.app[STORE], request.app[CONFIG]
-    fields = body.query(request.url.query.items())
-    token = request.headers.get("JOB-TOKEN") or fields.get("token")
+    fields = body.query(request.url.query.items())  # the form's fields join these; all are checked in _upload
+    token = request.headers.get("JOB-TOKEN") or load(JobTokenParams(), fields)["token"]
     job = await jobstate.authenticate_job(db, job_id, token) if token else None
     limit = config.max_artifacts_size * MB
     if request.content_length is not None and request.content_length > limit + MB:
@@ -157,8 +176,7 @@ async def upload_artifacts(request: web.Request) -> web.Response:
         raise errors.ParamError(["file is missing"])
     incoming = None
     try:
-        reader = await request.multipart()
-        async for part in reader:
+        async for part in _parts(request):
             if not isinstance(part, BodyPartReader):
                 raise errors.bad_request("nested multipart is not accepted")
             if part.name == "file":
@@ -196,15 +214,8 @@ def _too_large() -> errors.ApiError:
 
 
 def _upload(job, fields: dict, filename: str | None, default_expire_in: str) -> artifacts.Upload:
-    file_type = fields.get("artifact_type") or "archive"
-    file_format = fields.get("artifact_format") or "zip"
-    problems = []
-    if file_type not in artifacts.TYPE_AND_FORMAT:
-        problems.append("artifact_type does not have a valid value")
-    if file_format not in artifacts.FORMATS:
-        problems.append("artifact_format does not have a valid value")
-    if problems:
-        raise errors.ParamError(problems)
+    fields = load(UploadArtifactsParams(), {k: v for k, v in fields.items() if v != ""})
+    file_type, file_format = fields["artifact_type"], fields["artifact_format"]
     if artifacts.TYPE_AND_FORMAT[file_type] != file_format:
         raise errors.bad_request(f"{file_type} artifacts must be in {artifacts.TYPE_AND_FORMAT[file_type]} format")
     try:
@@ -231,12 +242,16 @@ async def download_dependency(request: web.Request) -> web.StreamResponse:
     403 for a job of another project or one this job does not depend on, 404 without an archive.
     """
     job_id = _job_id(request)
-    token = _job_token(request, body.query(request.url.query.items()))
+    token = _job_token(request, load(DownloadArtifactsParams(), body.query(request.url.query.items())))
     db = request.app[DB]
     requester = await jobstate.running_job_by_token(db, token)
     if requester is None:
         raise errors.unauthorized()
-    target = await db.fetchone("SELECT id, name, project_id, pipeline_id, stage_idx FROM jobs WHERE id = ?", (job_id,))
+    target = None
+    if job_id is not None:
+        target = await db.fetchone(
+            "SELECT id, name, project_id, pipeline_id, stage_idx FROM jobs WHERE id = ?", (job_id,)
+        )
     if target is None or target["project_id"] != requester["project_id"]:
         raise errors.forbidden()
     if not jobstate.depends_on(requester, target):

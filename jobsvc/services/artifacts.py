@@ -77,8 +77,9 @@ async def accept_upload(db: Database, store: Store, upload: Upload, incoming: In
         if existing["sha256"] == incoming.sha256:
             return False
         raise UploadRejected("another artifact of the same type already exists")
-    stored = await asyncio.to_thread(store.install, incoming, upload.job_id, upload.file_format)
+    # before the file is in place: nothing that fails after it may leave the file without its row
     expire_at = format_utc(utcnow() + timedelta(seconds=upload.expire_in)) if upload.expire_in else None
+    stored = await asyncio.to_thread(store.install, incoming, upload.job_id, upload.file_format)
 
     async def work(tx: Tx) -> bool:
         job = await tx.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (upload.job_id,))

@@ -33,12 +33,14 @@ KNOWN_FAILURES = frozenset({
 })  # fmt: skip
 
 
-async def authenticate_job(db: Database, job_id: int, token: str | None) -> sqlite3.Row:
-    """``authenticate_job!``: 403 for an unknown job or a wrong token, and for a job no longer running,
-    with ``Job-Status`` so the runner learns that its job was canceled or has finished."""
-    job = await db.fetchone(
-        "SELECT id, status, token_digest, erased_at, pipeline_id, project_id FROM jobs WHERE id = ?", (job_id,)
-    )
+async def authenticate_job(db: Database, job_id: int | None, token: str | None) -> sqlite3.Row:
+    """``authenticate_job!``: 403 for an unknown job (None: an id past 64 bits) or a wrong token, and for
+    a job no longer running, with ``Job-Status`` so the runner learns that its job was canceled or has finished."""
+    job = None
+    if job_id is not None:
+        job = await db.fetchone(
+            "SELECT id, status, token_digest, erased_at, pipeline_id, project_id FROM jobs WHERE id = ?", (job_id,)
+        )
     if job is None or not token or job["token_digest"] is None:
         raise errors.forbidden()
     if not hmac.compare_digest(job["token_digest"], auth.digest(token)):

@@ -43,7 +43,9 @@ def registration_token_ok(given: str, configured: str) -> bool:
     """Compare digests in constant time; an empty configured token turns registration off."""
     if not configured:
         return False
-    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(configured.encode()).digest())
+    return hmac.compare_digest(
+        hashlib.sha256(auth.token_bytes(given)).digest(), hashlib.sha256(auth.token_bytes(configured)).digest()
+    )
 
 
 def tag_list(value: Any) -> list[str]:
