@@ -150,10 +150,9 @@ class JobRunnerSchema(Schema):
     runner_type = string(validate=validate.OneOf(["instance_type", "group_type", "project_type"]))
     name = string(True)
     online = boolean()
-    # Optional here only until the branch that adds them to jobsvc.entities is merged; then required.
-    created_at = optional(string(True))
+    created_at = string()
     status = string(validate=validate.OneOf(["online", "offline", "never_contacted", "stale"]))
-    job_execution_status = optional(string(validate=validate.OneOf(["active", "idle"])))
+    job_execution_status = string(validate=validate.OneOf(["active", "idle"]))
 
 
 class ArtifactSchema(Schema):
