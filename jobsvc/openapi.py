@@ -587,14 +587,17 @@ def _head(operation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finish_runner_components(components: dict[str, dict[str, Any]]) -> None:
-    """What the runner schemas say outside their fields: unknown keys are ignored, ``state`` is required
-    (checked after authentication), and the upload's form carries the files too."""
+    """What the runner schemas say outside their fields: unknown keys are ignored, mutually exclusive
+    parameters, ``state`` is required (checked after authentication), and the upload's form carries the files."""
     names = {
         name for name, value in vars(runner_params).items() if isinstance(value, type) and issubclass(value, Schema)
     }
     for name in names & components.keys():
         components[name].setdefault("additionalProperties", True)
     for name, schema in RUNNER_COMPONENTS.items():
+        exclusive = [{"not": {"required": list(group)}} for group in getattr(schema, "MUTUALLY_EXCLUSIVE", ())]
+        if exclusive:
+            components[name]["allOf"] = exclusive
         late = [
             key for key, field_obj in schema._declared_fields.items() if field_obj.metadata.get("required_after_auth")
         ]

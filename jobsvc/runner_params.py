@@ -133,10 +133,14 @@ class RegisterRunnerParams(_Params):
     tag_list = TagList(metadata={"description": "The runner's tags (or one comma-separated string)."})
     maximum_timeout = Int64()
 
+    # Grape's mutually_exclusive: at most one of each group (the OpenAPI document says it too)
+    MUTUALLY_EXCLUSIVE = (("active", "paused"),)
+
     @validates_schema(skip_on_field_errors=True)
-    def _active_or_paused(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "active" in data and "paused" in data:
-            raise ValidationError("active, paused are mutually exclusive")
+    def _mutually_exclusive(self, data: dict[str, Any], **kwargs: Any) -> None:
+        for group in self.MUTUALLY_EXCLUSIVE:
+            if all(name in data for name in group):
+                raise ValidationError(f"{', '.join(group)} are mutually exclusive")
 
 
 class RunnerTokenParams(_Params):

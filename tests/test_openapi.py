@@ -301,6 +301,8 @@ def test_the_runner_fields_are_typed():
     upload = schemas["UploadArtifactsParams"]
     assert upload["properties"]["artifact_format"]["enum"] == ["raw", "zip", "gzip"]
     assert "file" in upload["required"]
+    assert not _validator(schemas["RegisterRunnerParams"]).is_valid({"token": "t", "active": True, "paused": False})
+    assert _validator(schemas["RegisterRunnerParams"]).is_valid({"token": "t", "paused": False})
     form = DOCUMENT["paths"]["/api/v4/runners"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
     assert form["encoding"]["tag_list"] == {"style": "form", "explode": False}  # tag_list=a,b
 
