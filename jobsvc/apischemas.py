@@ -10,19 +10,17 @@ added to an entity but not here fails those checks.
 Conventions: a field is required unless it is marked ``optional``, since GitLab always sends
 the key (``null`` where there is no value); ``allow_none`` marks the nullable ones.
 
-The runner API's request bodies are described here too (from GitLab's lib/api/ci/runner.rb);
-once the runner handlers validate with schemas of their own, jobsvc.openapi should point at
-those instead (see ``jobsvc.openapi.RUNNER_BODIES``).
+Request bodies are not described here: the document takes them from the schemas the handlers
+validate with (jobsvc.params, jobsvc.runner_params).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from jobsvc.params import STATUSES
-from jobsvc.services.payload import FAILURE_REASONS
 
 
 def _req(field: type[fields.Field], nullable: bool = False, **kwargs: Any) -> Any:
@@ -441,92 +439,3 @@ class JobPayloadSchema(Schema):
     credentials = fields.List(fields.Dict(), required=True)
     features = nested(FeaturesSchema)
     dependencies = fields.List(fields.Nested(DependencySchema), required=True)
-
-
-# --- the runner API: request bodies (GitLab's lib/api/ci/runner.rb) --------------------------------
-
-_TOKEN_HELP = "The runner's authentication token (glrt-...)."
-
-
-class _Body(Schema):
-    """A request body: Grape ignores parameters it does not declare, so unknown keys are allowed."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-
-class RunnerInfoParamsSchema(_Body):
-    """``info``: the runner's metadata."""
-
-    name = fields.String()
-    version = fields.String()
-    revision = fields.String()
-    platform = fields.String()
-    architecture = fields.String()
-    executor = fields.String()
-    features = fields.Dict(keys=fields.String(), values=fields.Boolean())
-    config = fields.Dict()
-
-
-class RegisterRunnerBodySchema(_Body):
-    token = fields.String(required=True, metadata={"description": "The registration token."})
-    description = fields.String()
-    maintainer_note = fields.String(metadata={"deprecated": True})
-    maintenance_note = fields.String()
-    info = fields.Nested(RunnerInfoParamsSchema)
-    active = fields.Boolean(metadata={"deprecated": True, "description": "Deprecated: use paused."})
-    paused = fields.Boolean()
-    locked = fields.Boolean()
-    access_level = fields.String(validate=validate.OneOf(["not_protected", "ref_protected"]))
-    run_untagged = fields.Boolean()
-    tag_list = fields.List(
-        fields.String(), metadata={"description": "The runner's tags (or one comma-separated string)."}
-    )
-    maximum_timeout = fields.Integer()
-
-
-class RunnerTokenBodySchema(_Body):
-    """``DELETE /runners`` and ``POST /runners/verify``."""
-
-    token = fields.String(required=True, metadata={"description": _TOKEN_HELP})
-    system_id = fields.String()
-
-
-class RunnerSessionSchema(_Body):
-    url = fields.String()
-    certificate = fields.String()
-    authorization = fields.String()
-
-
-class JobRequestBodySchema(_Body):
-    token = fields.String(required=True, metadata={"description": _TOKEN_HELP})
-    system_id = fields.String()
-    last_update = fields.String(metadata={"description": "The X-GitLab-Last-Update value of the last answer."})
-    info = fields.Nested(RunnerInfoParamsSchema)
-    session = fields.Nested(RunnerSessionSchema)
-    job_age = fields.Integer()
-
-
-class TraceOutputSchema(_Body):
-    checksum = fields.String()
-    bytesize = fields.Integer()
-
-
-class UpdateJobBodySchema(_Body):
-    token = fields.String(metadata={"description": "The job's token (or send it as JOB-TOKEN)."})
-    state = fields.String(required=True, validate=validate.OneOf(["running", "success", "failed"]))
-    checksum = fields.String()
-    failure_reason = fields.String(validate=validate.OneOf(FAILURE_REASONS))
-    output = fields.Nested(TraceOutputSchema)
-    exit_code = fields.Integer()
-
-
-class UploadArtifactsBodySchema(_Body):
-    """``POST /jobs/:id/artifacts``: multipart/form-data."""
-
-    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
-    token = fields.String(metadata={"description": "The job's token (or send it as JOB-TOKEN); before the file."})
-    expire_in = fields.String(metadata={"description": "A duration such as '1 week', or 'never'."})
-    artifact_type = fields.String()
-    artifact_format = fields.String(validate=validate.OneOf(["raw", "zip", "gzip"]))
-    metadata = fields.Raw(metadata={"type": "string", "format": "binary"})

@@ -1,9 +1,10 @@
 """The OpenAPI 3.1 document of every endpoint jobsvc serves, built with apispec from the marshmallow schemas.
 
-Query parameters and the Jobs API's request bodies come from jobsvc.params (the schemas the
-handlers validate with); response shapes and the runner API's bodies from jobsvc.apischemas.
-What no schema holds, this module says once: the operation table (``OPERATIONS``), GitLab's
-error bodies per status, and the headers (pagination, ranges, the runner protocol's).
+Query parameters and request bodies come from the schemas the handlers validate with:
+jobsvc.params for the Jobs API, jobsvc.runner_params (through its ``RUNNER_SCHEMAS``) for the
+runner API; response shapes from jobsvc.apischemas. ``_field_property`` and ``_FIELD_TYPES``
+teach apispec the custom fields of both. What no schema holds, this module says once: the operation
+table (``OPERATIONS``), GitLab's error bodies per status, and the headers (pagination, ranges, the runner protocol's).
 
 ``GET`` routes also answer ``HEAD`` (aiohttp adds it); their HEAD operations are derived from
 the GET ones, with the same statuses and headers and no body.
@@ -24,19 +25,20 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
-from jobsvc import GITLAB_VERSION, __version__, apischemas, params
+from jobsvc import GITLAB_VERSION, __version__, apischemas, params, runner_params
+from jobsvc.runner_params import RUNNER_SCHEMAS
 
 API = "/api/v4"
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
-# The runner API's bodies. Point these at the runner handlers' own schemas once they have them.
-RUNNER_BODIES: dict[str, type[Schema]] = {
-    "RegisterRunnerBody": apischemas.RegisterRunnerBodySchema,
-    "RunnerTokenBody": apischemas.RunnerTokenBodySchema,
-    "JobRequestBody": apischemas.JobRequestBodySchema,
-    "UpdateJobBody": apischemas.UpdateJobBodySchema,
-    "UploadArtifactsBody": apischemas.UploadArtifactsBodySchema,
+# The runner API's parameters, as components named after their schemas (the nested Hash ones join
+# them when apispec resolves a HashOf). Grape ignores keys it does not declare: additionalProperties.
+RUNNER_COMPONENTS: dict[str, type[Schema]] = {schema.__name__: schema for schema in RUNNER_SCHEMAS.values()}
+# The upload's two files, which the handler streams to disk instead of loading with the schema.
+UPLOAD_FILES: dict[str, dict[str, Any]] = {
+    "file": {"type": "string", "format": "binary", "description": "The artifact (an archive, or a report)."},
+    "metadata": {"type": "string", "format": "binary", "description": "The archive's metadata (gzip); ignored."},
 }
 
 RESPONSE_SCHEMAS: dict[str, type[Schema]] = {
@@ -274,8 +276,6 @@ IF_RANGE = {"in": "header", "name": "If-Range", "required": False,
 CONTENT_RANGE = {"in": "header", "name": "Content-Range", "required": True,
                  "description": "`start-end`: where the appended bytes go (only start is read).",
                  "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"}, "example": "0-5"}  # fmt: skip
-TOKEN_QUERY = {"in": "query", "name": "token", "required": False,
-               "description": "The job's token (or the JOB-TOKEN header).", "schema": {"type": "string"}}  # fmt: skip
 
 
 # --- the operation table ---------------------------------------------------------------------------
@@ -310,10 +310,26 @@ def _body(name: str, *media: str, required: bool = False) -> dict[str, Any]:
     return {"required": required, "content": {m: {"schema": _schema(name)} for m in media}}
 
 
-def _runner_body(name: str, example: dict[str, Any], *media: str) -> dict[str, Any]:
-    body = _body(name, *(media or (JSON, FORM)), required=True)
-    for content in body["content"].values():
+def _form_encoding(schema: type[Schema]) -> dict[str, Any]:
+    """How a form carries the non-scalar parameters: ``tag_list=a,b`` (split on commas), ``info[name]=x``
+    (Rack's one level of brackets)."""
+    encoding: dict[str, Any] = {}
+    for name, field_obj in schema._declared_fields.items():
+        if isinstance(field_obj, runner_params.TagList):
+            encoding[name] = {"style": "form", "explode": False}
+        elif isinstance(field_obj, runner_params.HashOf):
+            encoding[name] = {"style": "deepObject", "explode": True}
+    return encoding
+
+
+def _runner_body(route: str, example: dict[str, Any], *media: str) -> dict[str, Any]:
+    """The body of a runner route (``"POST /runners"``): its RUNNER_SCHEMAS schema, as JSON and as a form."""
+    schema = RUNNER_SCHEMAS[route]
+    body = _body(schema.__name__, *(media or (JSON, FORM)), required=True)
+    for media_type, content in body["content"].items():
         content["example"] = example
+        if media_type == FORM and (encoding := _form_encoding(schema)):
+            content["encoding"] = encoding
     return body
 
 
@@ -419,25 +435,26 @@ OPERATIONS: list[Operation] = [
     Operation("post", API + "/runners", "registerRunner", "Register a runner with the registration token", "runner",
               {201: json_answer("The new runner and its token.", _schema("RunnerRegistration")),
                **_errors(400, 403, 413)},
-              body=_runner_body("RegisterRunnerBody", {"token": "demo-registration-token", "description": "a runner",
+              body=_runner_body("POST /runners", {"token": "demo-registration-token", "description": "a runner",
                                                         "tag_list": ["docker"]}), security=OPTIONAL),
     Operation("delete", API + "/runners", "unregisterRunner", "Delete the runner a token belongs to", "runner",
               {204: {"description": "Deleted.", "headers": _headers()}, **_errors(400, 403, 413)},
-              body=_runner_body("RunnerTokenBody", {"token": "glrt-demo-runner-0000000002"}), security=OPTIONAL),
+              body=_runner_body("DELETE /runners", {"token": "glrt-demo-runner-0000000002"}), security=OPTIONAL),
     Operation("post", API + "/runners/verify", "verifyRunner", "Check a runner's token", "runner",
               {200: json_answer("The runner.", _schema("RunnerRegistration")), **_errors(400, 403, 413)},
-              body=_runner_body("RunnerTokenBody", {"token": DEMO_RUNNER_TOKEN}), security=OPTIONAL),
+              body=_runner_body("POST /runners/verify", {"token": DEMO_RUNNER_TOKEN}), security=OPTIONAL),
     Operation("post", API + "/jobs/request", "requestJob", "A runner asks for a job", "runner",
               {201: json_answer("A job to run.", _schema("JobPayload")),
                204: {"description": "Nothing to run now.", "headers": _headers(required=("X-GitLab-Last-Update",))},
                **_errors(400, 403, 409, 413)},
-              body=_runner_body("JobRequestBody", {"token": DEMO_RUNNER_TOKEN, "info": {"name": "gitlab-runner"}}),
+              body=_runner_body("POST /jobs/request", {"token": DEMO_RUNNER_TOKEN, "info": {"name": "gitlab-runner"}}),
               security=OPTIONAL),
     Operation("put", API + "/jobs/{job_id}", "updateJob", "A runner reports a job's state", "runner",
               {200: status_answer("Updated: the body is `200`.", 200, required=("Job-Status",)),
                **_errors(400, 403, 413)},
               [RUNNER_JOB_ID],
-              body=_runner_body("UpdateJobBody", {"token": DEMO_JOB_TOKEN, "state": "running"}), security=RUNNER_JOB),
+              body=_runner_body("PUT /jobs/{job_id}", {"token": DEMO_JOB_TOKEN, "state": "running"}),
+              security=RUNNER_JOB),
     Operation("patch", API + "/jobs/{job_id}/trace", "appendJobLog", "A runner appends to a job's log", "runner",
               {202: {"description": "Appended.",
                      "headers": _headers("X-GitLab-Trace-Update-Interval", "Range", required=("Job-Status",))},
@@ -446,21 +463,22 @@ OPERATIONS: list[Operation] = [
                      "headers": _headers("Range", required=("Job-Status",)),
                      "content": {JSON: {"schema": _schema("ParamError")}}},
                **_errors(400, 403, 413, 415, 507)},
-              [RUNNER_JOB_ID, TOKEN_QUERY, CONTENT_RANGE],
+              [RUNNER_JOB_ID, CONTENT_RANGE], query=RUNNER_SCHEMAS["PATCH /jobs/{job_id}/trace"],
               body={"required": False, "content": {"text/plain": {"schema": {"type": "string"}},
                                                      "application/octet-stream": {"schema": {"type": "string",
                                                                                              "format": "binary"}}}},
               security=RUNNER_JOB),
     Operation("post", API + "/jobs/{job_id}/artifacts", "uploadArtifacts", "A runner uploads an artifact", "runner",
               {201: status_answer("Stored: the body is `201`.", 201), **_errors(400, 403, 413, 507)},
-              [RUNNER_JOB_ID, TOKEN_QUERY],
-              body=_runner_body("UploadArtifactsBody", {"token": DEMO_JOB_TOKEN, "file": "a.txt"},
+              [RUNNER_JOB_ID], query=RUNNER_SCHEMAS["POST /jobs/{job_id}/artifacts"],
+              body=_runner_body("POST /jobs/{job_id}/artifacts", {"token": DEMO_JOB_TOKEN, "file": "a.txt"},
                                 "multipart/form-data"),
               security=RUNNER_JOB),
     Operation("get", API + "/jobs/{job_id}/artifacts", "downloadDependencyArtifacts",
               "A running job fetches its own or a dependency's archive", "runner",
               {**file_answers("application/octet-stream"), **_errors(400, 401, 403, 404)},
-              [RUNNER_DOWNLOAD_ID, TOKEN_QUERY, RANGE, IF_RANGE], security=RUNNER_JOB),
+              [RUNNER_DOWNLOAD_ID, RANGE, IF_RANGE], query=RUNNER_SCHEMAS["GET /jobs/{job_id}/artifacts"],
+              security=RUNNER_JOB),
 ]  # fmt: skip
 
 
@@ -478,10 +496,28 @@ SECURITY_SCHEMES = {
 }  # fmt: skip
 
 
+# Custom fields apispec types like a built-in one (subclasses included); the rest is _field_property's.
+_FIELD_TYPES: dict[type, tuple[str, str | None]] = {
+    params.GrapeString: ("string", None),  # a number or a boolean is accepted too, as its text
+    params.GrapeBoolean: ("boolean", None),
+}
+INT64 = {"minimum": -(2**63), "maximum": 2**63 - 1}
+
+
 def _field_property(converter: Any, field_obj: Any, **kwargs: Any) -> dict[str, Any]:
-    """JSON Schema for the custom fields of jobsvc.params, which apispec cannot read."""
-    if isinstance(field_obj, params.GrapeBoolean):
-        return {"type": "boolean"}
+    """JSON Schema for the custom fields of jobsvc.params and jobsvc.runner_params, which apispec cannot read.
+
+    It runs after apispec's own attribute functions (nullability among them), so it says ``null`` itself.
+    """
+    if isinstance(field_obj, runner_params.Token):
+        return {"minLength": 1} if field_obj.token_required else {}
+    if isinstance(field_obj, params.GrapeInteger):
+        return {} if field_obj.clamp else dict(INT64)  # past 64 bits: "is invalid"
+    if isinstance(field_obj, runner_params.TagList):
+        return {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+    if isinstance(field_obj, runner_params.HashOf):
+        ref = converter.resolve_nested_schema(field_obj.schema)
+        return {"anyOf": [ref, {"type": "null"}]} if field_obj.allow_none else ref
     if isinstance(field_obj, params.Scope):
         return {"type": "string", "enum": list(params.STATUSES)}
     if isinstance(field_obj, params.JobVariables):
@@ -550,6 +586,28 @@ def _head(operation: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
+def _finish_runner_components(components: dict[str, dict[str, Any]]) -> None:
+    """What the runner schemas say outside their fields: unknown keys are ignored, mutually exclusive
+    parameters, ``state`` is required (checked after authentication), and the upload's form carries the files."""
+    names = {
+        name for name, value in vars(runner_params).items() if isinstance(value, type) and issubclass(value, Schema)
+    }
+    for name in names & components.keys():
+        components[name].setdefault("additionalProperties", True)
+    for name, schema in RUNNER_COMPONENTS.items():
+        exclusive = [{"not": {"required": list(group)}} for group in getattr(schema, "MUTUALLY_EXCLUSIVE", ())]
+        if exclusive:
+            components[name]["allOf"] = exclusive
+        late = [
+            key for key, field_obj in schema._declared_fields.items() if field_obj.metadata.get("required_after_auth")
+        ]
+        if late:
+            components[name]["required"] = sorted({*components[name].get("required", []), *late})
+    upload = components[RUNNER_SCHEMAS["POST /jobs/{job_id}/artifacts"].__name__]
+    upload["properties"] = {**UPLOAD_FILES, **upload["properties"]}
+    upload["required"] = sorted({*upload.get("required", []), "file"})
+
+
 def build() -> dict[str, Any]:
     plugin = MarshmallowPlugin()
     spec = APISpec(
@@ -560,9 +618,12 @@ def build() -> dict[str, Any]:
         info={"description": f"GitLab {GITLAB_VERSION}'s Jobs API, its projects and pipelines reads, and the "
               "runner API, as jobsvc serves them."},
     )  # fmt: skip
+    for field_class, (json_type, json_format) in _FIELD_TYPES.items():
+        plugin.map_to_openapi_type(field_class, json_type, json_format)
     plugin.converter.add_attribute_function(_field_property)
-    for name, schema in {**RESPONSE_SCHEMAS, **RUNNER_BODIES}.items():
+    for name, schema in {**RESPONSE_SCHEMAS, **RUNNER_COMPONENTS}.items():
         spec.components.schema(name, schema=schema)
+    _finish_runner_components(spec.components.schemas)
     for name, schema in {"Cancel": params.CancelSchema, "Play": params.PlaySchema,
                          "CreatePipeline": params.CreatePipelineSchema}.items():  # fmt: skip
         spec.components.schema(name, schema=schema)

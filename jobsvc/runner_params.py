@@ -25,8 +25,13 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, valid
 
 from jobsvc.params import INVALID, MISSING, GrapeBoolean, GrapeInteger, GrapeString, one_of
 from jobsvc.services.artifacts import FORMATS, TYPE_AND_FORMAT
+from jobsvc.services.payload import FAILURE_REASONS
 
 ACCESS_LEVELS = ("not_protected", "ref_protected")
+RUNNER_STATES = ("running", "success", "failed")
+
+_RUNNER_TOKEN = {"description": "The runner's authentication token (glrt-...)."}
+_JOB_TOKEN = {"description": "The job's token (or the JOB-TOKEN header)."}
 
 
 class Token(GrapeString):
@@ -115,36 +120,40 @@ class RunnerSessionParams(_Hash):
 class RegisterRunnerParams(_Params):
     """``POST /runners``."""
 
-    token = Token(required=True)
+    token = Token(required=True, metadata={"description": "The registration token."})
     description = GrapeString()
-    maintainer_note = GrapeString()
+    maintainer_note = GrapeString(metadata={"deprecated": True, "description": "Deprecated: use maintenance_note."})
     maintenance_note = GrapeString()
     info = HashOf(RunnerInfoParams)
-    active = GrapeBoolean()
+    active = GrapeBoolean(metadata={"deprecated": True, "description": "Deprecated: use paused."})
     paused = GrapeBoolean()
     locked = GrapeBoolean()
     access_level = GrapeString(validate=one_of(*ACCESS_LEVELS))
     run_untagged = GrapeBoolean()
-    tag_list = TagList()
+    tag_list = TagList(metadata={"description": "The runner's tags (or one comma-separated string)."})
     maximum_timeout = Int64()
 
+    # Grape's mutually_exclusive: at most one of each group (the OpenAPI document says it too)
+    MUTUALLY_EXCLUSIVE = (("active", "paused"),)
+
     @validates_schema(skip_on_field_errors=True)
-    def _active_or_paused(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "active" in data and "paused" in data:
-            raise ValidationError("active, paused are mutually exclusive")
+    def _mutually_exclusive(self, data: dict[str, Any], **kwargs: Any) -> None:
+        for group in self.MUTUALLY_EXCLUSIVE:
+            if all(name in data for name in group):
+                raise ValidationError(f"{', '.join(group)} are mutually exclusive")
 
 
 class RunnerTokenParams(_Params):
     """``DELETE /runners`` and ``POST /runners/verify``."""
 
-    token = Token(required=True)
+    token = Token(required=True, metadata=_RUNNER_TOKEN)
 
 
 class RequestJobParams(_Params):
     """``POST /jobs/request``."""
 
-    token = Token(required=True)
-    last_update = GrapeString()
+    token = Token(required=True, metadata=_RUNNER_TOKEN)
+    last_update = GrapeString(metadata={"description": "The X-GitLab-Last-Update value of the last answer."})
     info = HashOf(RunnerInfoParams)
     session = HashOf(RunnerSessionParams)
     job_age = Int64()
@@ -158,10 +167,13 @@ class JobOutputParams(_Hash):
 class UpdateJobParams(_Params):
     """``PUT /jobs/:id``."""
 
-    token = Token()
-    state = GrapeString()
+    token = Token(metadata=_JOB_TOKEN)
+    # checked by the handler after authentication; required there, so the document requires it
+    state = GrapeString(metadata={"enum": list(RUNNER_STATES), "required_after_auth": True})
     checksum = GrapeString()
-    failure_reason = GrapeString()
+    failure_reason = GrapeString(
+        metadata={"enum": FAILURE_REASONS, "description": "Any other reason is stored as unknown_failure."}
+    )
     output = HashOf(JobOutputParams)
     exit_code = Int64()
 
@@ -169,7 +181,7 @@ class UpdateJobParams(_Params):
 class JobTokenParams(_Params):
     """``PATCH /jobs/:id/trace``: the query's token (the log itself is the body)."""
 
-    token = Token()
+    token = Token(metadata=_JOB_TOKEN)
 
 
 class UploadArtifactsParams(_Params):
@@ -178,8 +190,8 @@ class UploadArtifactsParams(_Params):
     ``expire_in`` is checked with ``jobsvc.durations`` by the handler (the default comes from the settings).
     """
 
-    token = Token()
-    expire_in = GrapeString()
+    token = Token(metadata={"description": "The job's token (or the JOB-TOKEN header); in the form, before the file."})
+    expire_in = GrapeString(metadata={"description": "A duration such as '1 week', or 'never'."})
     artifact_type = GrapeString(load_default="archive", validate=one_of(*TYPE_AND_FORMAT))
     artifact_format = GrapeString(load_default="zip", validate=one_of(*FORMATS))
 
@@ -187,7 +199,7 @@ class UploadArtifactsParams(_Params):
 class DownloadArtifactsParams(_Params):
     """``GET /jobs/:id/artifacts``."""
 
-    token = Token()
+    token = Token(metadata=_JOB_TOKEN)
     direct_download = GrapeBoolean(load_default=False)
 
 

@@ -7,10 +7,12 @@ import copy
 import jsonschema
 import pytest
 from aiohttp import FormData, web
+from marshmallow import ValidationError
 from openapi_spec_validator import validate
 
 from jobsvc import openapi
 from jobsvc.app import create_app
+from jobsvc.runner_params import RUNNER_SCHEMAS, RUNNER_STATES
 from jobsvc.settings import Config
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 
@@ -209,3 +211,109 @@ async def test_the_document_is_served(client):
     response = await client.get("/api/v4/openapi.json")
     assert response.status == 200 and response.content_type == "application/json"
     assert await response.json() == DOCUMENT
+
+
+def _runner_operations(document=DOCUMENT):
+    for route, schema in sorted(RUNNER_SCHEMAS.items()):
+        method, path = route.split(" ", 1)
+        yield route, schema, document["paths"][openapi.API + path][method.lower()]
+
+
+def _declared_keys(schema) -> set[str]:
+    return {field.data_key or name for name, field in schema._declared_fields.items()}
+
+
+def _runner_problems(document: dict) -> list[str]:
+    """How the document's runner bodies and query parameters differ from the RUNNER_SCHEMAS schemas."""
+    problems = []
+    for route, schema, operation in _runner_operations(document):
+        keys = _declared_keys(schema)
+        content = operation.get("requestBody", {}).get("content", {})
+        bodies = {media: body["schema"] for media, body in content.items() if "$ref" in body["schema"]}
+        query = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        if not bodies and not query:
+            problems.append(f"{route}: neither a body nor a query parameter from {schema.__name__}")
+        if query and query != keys:
+            problems.append(f"{route}: query {sorted(query)} != {sorted(keys)}")
+        for media, reference in bodies.items():
+            name = reference["$ref"].rsplit("/", 1)[1]
+            if name != schema.__name__:
+                problems.append(f"{route} {media}: {name}, not {schema.__name__}")
+                continue
+            component = document["components"]["schemas"][name]
+            extra = set(openapi.UPLOAD_FILES) if media == "multipart/form-data" else set()
+            if set(component["properties"]) != keys | extra:
+                problems.append(f"{route} {media}: properties {sorted(component['properties'])} != {sorted(keys)}")
+            if component.get("additionalProperties") is not True:
+                problems.append(f"{route} {media}: Grape ignores undeclared keys")
+            required = {key for key, field in schema._declared_fields.items() if field.required}
+            if not required <= set(component.get("required", [])):
+                problems.append(f"{route} {media}: {sorted(required)} are required")
+    return problems
+
+
+def test_runner_parameters_come_from_the_handlers_schemas():
+    """Each runner route documents its RUNNER_SCHEMAS schema: as its body (every media type), or its query."""
+    assert _runner_problems(DOCUMENT) == []
+
+
+def test_a_runner_body_that_drifts_from_its_schema_is_noticed():
+    drifted = copy.deepcopy(DOCUMENT)
+    properties = drifted["components"]["schemas"]["RequestJobParams"]["properties"]
+    del properties["job_age"]
+    properties["system_id"] = {"type": "string"}
+    assert any("POST /jobs/request" in problem for problem in _runner_problems(drifted))
+    other = copy.deepcopy(DOCUMENT)
+    body = other["paths"]["/api/v4/jobs/{job_id}"]["put"]["requestBody"]["content"]["application/json"]
+    body["schema"] = openapi._schema("RunnerTokenParams")
+    assert _runner_problems(other) == ["PUT /jobs/{job_id} application/json: RunnerTokenParams, not UpdateJobParams"]
+    hand_written = copy.deepcopy(DOCUMENT)
+    del hand_written["paths"]["/api/v4/jobs/{job_id}/trace"]["patch"]["parameters"][-1]  # the token
+    assert _runner_problems(hand_written)
+
+
+def test_the_runner_bodies_are_json_and_forms():
+    for route, _, operation in _runner_operations():
+        media = set(operation.get("requestBody", {}).get("content", {}))
+        if route == "POST /jobs/{job_id}/artifacts":
+            assert media == {"multipart/form-data"}
+        elif route.startswith(("POST", "PUT", "DELETE")):
+            assert media == {"application/json", "application/x-www-form-urlencoded"}, route
+
+
+def test_the_runner_fields_are_typed():
+    schemas = DOCUMENT["components"]["schemas"]
+    register = schemas["RegisterRunnerParams"]["properties"]
+    assert register["token"] == {**register["token"], "type": "string", "minLength": 1}
+    assert register["access_level"]["enum"] == ["not_protected", "ref_protected"]
+    assert register["paused"]["type"] == "boolean"
+    assert register["maximum_timeout"] == {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+    assert register["tag_list"]["anyOf"] == [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]
+    assert register["info"] == {"$ref": "#/components/schemas/RunnerInfoParams"}
+    info = schemas["RunnerInfoParams"]
+    assert info["properties"]["config"]["anyOf"] == [{"$ref": "#/components/schemas/RunnerConfigParams"},
+                                                     {"type": "null"}]  # fmt: skip
+    assert info["additionalProperties"] is True
+    update = schemas["UpdateJobParams"]
+    assert update["properties"]["state"]["enum"] == list(RUNNER_STATES) and "state" in update["required"]
+    assert "script_failure" in update["properties"]["failure_reason"]["enum"]
+    assert update["properties"]["output"] == {"$ref": "#/components/schemas/JobOutputParams"}
+    upload = schemas["UploadArtifactsParams"]
+    assert upload["properties"]["artifact_format"]["enum"] == ["raw", "zip", "gzip"]
+    assert "file" in upload["required"]
+    assert not _validator(schemas["RegisterRunnerParams"]).is_valid({"token": "t", "active": True, "paused": False})
+    assert _validator(schemas["RegisterRunnerParams"]).is_valid({"token": "t", "paused": False})
+    form = DOCUMENT["paths"]["/api/v4/runners"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    assert form["encoding"]["tag_list"] == {"style": "form", "explode": False}  # tag_list=a,b
+
+
+@pytest.mark.parametrize("value,valid", [(2**63 - 1, True), (-(2**63), True), (2**63, False), ("x", False)])
+def test_the_documented_int64_range_is_the_servers(value, valid):
+    register = DOCUMENT["components"]["schemas"]["RegisterRunnerParams"]
+    assert _validator(register).is_valid({"token": "t", "maximum_timeout": value}) is valid
+    try:
+        RUNNER_SCHEMAS["POST /runners"]().load({"token": "t", "maximum_timeout": value})
+        loaded = True
+    except ValidationError:
+        loaded = False
+    assert loaded is valid

@@ -16,6 +16,7 @@ from jobsvc.handlers.base import find_project_by_id, int_param, json_response
 from jobsvc.keys import CONFIG, DB, STORE
 from jobsvc.params import load
 from jobsvc.runner_params import (
+    RUNNER_STATES,
     DownloadArtifactsParams,
     JobTokenParams,
     RegisterRunnerParams,
@@ -92,7 +93,7 @@ async def update_job(request: web.Request) -> web.Response:
     db, store = request.app[DB], request.app[STORE]
     job = await jobstate.authenticate_job(db, job_id, _job_token(request, params))
     state = params.get("state")
-    if state not in ("running", "success", "failed"):
+    if state not in RUNNER_STATES:
         raise errors.ParamError(["state does not have a valid value"] if state else ["state is missing"])
     status = await jobstate.runner_update(db, store, job, state, params.get("failure_reason"))
     return _text(200, {"Job-Status": status})
