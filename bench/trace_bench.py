@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Log appends over real HTTP: 32 running jobs, each appending 16 KiB chunks, with and without fdatasync.
 
-    /tmp/venv/bin/python bench/trace_bench.py [--dir /tmp/jobsvc-bench/traces] [--rounds 5] [--secs 5]
+    .venv/bin/python bench/trace_bench.py [--dir /tmp/jobsvc-bench/traces] [--rounds 5] [--secs 5]
 
 A 202 on ``PATCH /jobs/:id/trace`` means the bytes are on disk: the server fdatasyncs the log before
 it answers. This measures what that costs. Each round starts two servers one after the other, each
