@@ -312,7 +312,8 @@ def _body(name: str, *media: str, required: bool = False) -> dict[str, Any]:
 
 def _form_encoding(schema: type[Schema]) -> dict[str, Any]:
     """How a form carries the non-scalar parameters: ``tag_list=a,b`` (split on commas), ``info[name]=x``
-    (Rack's one level of brackets)."""
+    (Rack's brackets, which nest to any depth: ``info[config][gpus]=all``; a name used both as a hash and as
+    a list, ``output[k][x]=1&output[k][]=2``, is a 400 as in Rack)."""
     encoding: dict[str, Any] = {}
     for name, field_obj in schema._declared_fields.items():
         if isinstance(field_obj, runner_params.TagList):

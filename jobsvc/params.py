@@ -33,7 +33,14 @@ STATUSES = (
     "scheduled",
 )
 
-_BRACKETS = re.compile(r"\A([^\[\]]+)\[([^\[\]]*)\]\Z")
+_NAME = re.compile(r"[\[\]]*([^\[\]]+)\]*")  # Rack: leading brackets skipped, the key, its closing brackets
+_HASH_IN_ARRAY = re.compile(r"\[\]\[([^\[\]]+)\]", re.S)  # "[][k]"
+_IN_ARRAY = re.compile(r"\[\](.+)", re.S)  # "[]<anything>"
+_KEY_PARTS = re.compile(r"[\[\]]+")
+
+DEPTH_LIMIT = 32
+"""Levels of nesting in one parameter name, counted as Rack counts ``param_depth_limit`` (100 there):
+``a`` is one level, ``a[b]`` two; past the limit the parameter is "invalid"."""
 
 INVALID = "is invalid"
 NOT_VALID_VALUE = "does not have a valid value"
@@ -41,37 +48,103 @@ MISSING = "is missing"
 
 
 class ParamShapeError(ValueError):
-    pass
+    """A parameter used in two shapes, or nested too deep; ``args[0]`` names it as the client wrote it."""
 
 
 def parse_query(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Rack's nested query parsing for one level: ``a``, ``a[]``, ``a[k]``.
+    """Rack's nested parameters (``Rack::QueryParser#normalize_params``, Rack 2.2 as GitLab runs it).
 
-    A key used in two shapes (``scope=a&scope[]=b``) is an error, as in Rack.
+    * ``a=x`` is ``{"a": "x"}``; a repeated plain name keeps the last value;
+    * ``a[]=x&a[]=y`` is a list, ``a[b]=x`` a hash, to any depth: ``a[b][c]=x`` is
+      ``{"a": {"b": {"c": "x"}}}`` and ``a[0][key]=x`` is ``{"a": {"0": {"key": "x"}}}`` (a hash: the
+      schemas that want a list take its values);
+    * ``a[][k]=v&a[][j]=w`` is a list of hashes, ``[{"k": "v", "j": "w"}]``: a value joins the list's last
+      hash unless that hash already has its key (``a[][k]=1&a[][k]=2`` is two hashes); ``a[][]=x`` is
+      ``[["x"]]``;
+    * a list where a hash (or a value) is, or a hash where a list (or a value) is, is a
+      ``ParamShapeError`` naming the parameter as far as it got (``a=1&a[b]=2``: "a"; ``a[b]=1&a[b][c]=2``:
+      "a[b]"), which ``query`` answers with Grape's 400 "<name> is invalid";
+    * a name nested more than ``DEPTH_LIMIT`` levels deep (``a`` plus 31 brackets) is a ``ParamShapeError``
+      naming its first part (Rack raises past its ``param_depth_limit``).
+
+    Odd names go as Rack takes them: brackets before the first key are skipped (``[a]=x`` and ``]a=x`` are
+    ``a``), closing brackets after it too (``a]=x`` is ``a``), and a name with no key at all (``=x``, ``[]=x``,
+    ``[[]]=x``) is dropped; ``a[=x`` keeps ``a[`` as a plain name; an unclosed ``a[b=x`` is ``a[b]``.
+
+    Where jobsvc departs from Rack:
+
+    * Rack lets a plain value replace a list or hash given before it (``a[]=1&a=2`` is ``a=2``); here that is
+      a clash too, as its reverse is in Rack;
+    * where Rack would store nil (a bracket with no key inside, ``a[[]]=x``, ``a[]]=x``), nothing is stored,
+      but the list or hash on the way is still made (``{"a": {}}``, ``{"a": []}``), so that every value is a
+      string, a list or a hash;
+    * Rack's ``key_space_limit`` is left to the body size limit.
     """
     result: dict[str, Any] = {}
-    for key, value in pairs:
-        match = _BRACKETS.match(key)
-        if match is None:
-            if isinstance(result.get(key), (list, dict)):
-                raise ParamShapeError(key)
-            result[key] = value
-            continue
-        name, sub = match.groups()
-        current = result.get(name)
-        if sub == "":
-            if current is None:
-                result[name] = current = []
-            if not isinstance(current, list):
-                raise ParamShapeError(name)
-            current.append(value)
-        else:
-            if current is None:
-                result[name] = current = {}
-            if not isinstance(current, dict):
-                raise ParamShapeError(name)
-            current[sub] = value
+    for name, value in pairs:
+        match = _NAME.match(name)
+        if match is not None:
+            _normalize(result, name, value, 1, "", match.group(1))
     return result
+
+
+def _normalize(params: dict[str, Any], name: str, value: str, depth: int, path: str, top: str) -> Any:
+    """One level of Rack's ``normalize_params``: store ``value`` under ``name`` in ``params`` and return
+    ``params``, or return what belongs in a list (``[value]`` for a bare ``[]``); None stores nothing."""
+    if depth > DEPTH_LIMIT:
+        raise ParamShapeError(top)
+    match = _NAME.match(name)
+    if match is None:  # no key at all: "", "[]", "[[]]"
+        return [value] if name == "[]" and depth > 1 else None
+    key, after = match.group(1), name[match.end() :]
+    where = f"{path}[{key}]" if path else key
+    current = params.get(key)
+    if after == "":
+        if isinstance(current, (list, dict)):
+            raise ParamShapeError(where)
+        params[key] = value
+    elif after == "[":  # "a[": the whole name is the key (it holds a bracket, so it is never a list or hash)
+        params[name] = value
+    elif after == "[]":
+        if current is None:
+            params[key] = current = []
+        if not isinstance(current, list):
+            raise ParamShapeError(where)
+        current.append(value)
+    elif after.startswith("[]") and (child := _HASH_IN_ARRAY.fullmatch(after) or _IN_ARRAY.fullmatch(after)):
+        child_key = child.group(1)
+        if current is None:
+            params[key] = current = []
+        if not isinstance(current, list):
+            raise ParamShapeError(where)
+        last = current[-1] if current else None
+        if isinstance(last, dict) and not _has_key(last, child_key):
+            _normalize(last, child_key, value, depth + 1, f"{where}[]", top)
+        else:
+            item = _normalize({}, child_key, value, depth + 1, f"{where}[]", top)
+            if item is not None:
+                current.append(item)
+    else:
+        if current is None:
+            params[key] = current = {}
+        if not isinstance(current, dict):
+            raise ParamShapeError(where)
+        _normalize(current, after, value, depth + 1, where, top)
+    return params
+
+
+def _has_key(params: dict[str, Any], name: str) -> bool:
+    """Rack's ``params_hash_has_key?``: does the hash already hold the path ``name`` spells?"""
+    if "[]" in name:
+        return False
+    node: Any = params
+    for part in _KEY_PARTS.split(name):
+        if part == "":
+            continue
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 class GrapeInteger(fields.Integer):

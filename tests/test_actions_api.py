@@ -10,6 +10,8 @@ from jobsvc.keys import DB
 from jobsvc.settings import Config
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
 
 async def job(client, job_id, project=1):
     return await (await client.get(f"/api/v4/projects/{project}/jobs/{job_id}", headers=auth("root"))).json()
@@ -23,7 +25,7 @@ async def sql(client, statement, params=()):
 
 
 def post(client, job_id, action, who="maintainer", project=1, **kwargs):
-    headers = auth(who) if who else {}
+    headers = {**(auth(who) if who else {}), **kwargs.pop("headers", {})}
     return client.post(f"/api/v4/projects/{project}/jobs/{job_id}/{action}", headers=headers, **kwargs)
 
 
@@ -156,6 +158,40 @@ class TestPlay:
         given = await (await client.post("/api/v4/jobs/request", json={"token": "glrt-test-runner-00000"})).json()
         assert given["id"] == 10
         assert {"key": "TARGET", "value": "eu", "public": False, "masked": False} in given["variables"]
+
+    async def test_form_encoded_variables_reach_the_runner(self, client):
+        # what the Ruby gem sends: job_variables_attributes[0][key]=..., a hash of hashes
+        form = "job_variables_attributes[0][key]=TARGET&job_variables_attributes[0][value]=eu"
+        form += "&job_variables_attributes[1][key]=SIZE&job_variables_attributes[1][value]=xl"
+        resp = await post(client, 10, "play", data=form, headers=FORM)
+        assert resp.status == 200
+        await sql(client, "UPDATE jobs SET status = 'success' WHERE id = 21")
+        given = await (await client.post("/api/v4/jobs/request", json={"token": "glrt-test-runner-00000"})).json()
+        assert given["id"] == 10
+        assert {"key": "TARGET", "value": "eu", "public": False, "masked": False} in given["variables"]
+        assert {"key": "SIZE", "value": "xl", "public": False, "masked": False} in given["variables"]
+
+    async def test_form_encoded_array_of_hashes(self, client):
+        form = "job_variables_attributes[][key]=A&job_variables_attributes[][value]=1"
+        form += "&job_variables_attributes[][key]=B&job_variables_attributes[][value]=2"
+        resp = await post(client, 10, "play", data=form, headers=FORM)
+        assert resp.status == 200
+        await sql(client, "UPDATE jobs SET status = 'success' WHERE id = 21")
+        given = await (await client.post("/api/v4/jobs/request", json={"token": "glrt-test-runner-00000"})).json()
+        keys = {(v["key"], v["value"]) for v in given["variables"]}
+        assert {("A", "1"), ("B", "2")} <= keys
+
+    @pytest.mark.parametrize("form,error", [
+        ("job_variables_attributes[0][key]=A", "job_variables_attributes[0][value] is missing"),
+        ("job_variables_attributes[0]=A&job_variables_attributes[0][key]=B", "job_variables_attributes[0] is invalid"),
+        ("job_variables_attributes[]=A&job_variables_attributes[0][key]=B", "job_variables_attributes is invalid"),
+        ("job_variables_attributes[0]=A", "job_variables_attributes is invalid"),
+        ("job_variables_attributes" + "[0]" * 33 + "=A", "job_variables_attributes is invalid"),
+    ])  # fmt: skip
+    async def test_bad_form_encoded_variables(self, client, form, error):
+        resp = await post(client, 10, "play", data=form, headers=FORM)
+        assert resp.status == 400 and await resp.json() == {"error": error}
+        assert (await job(client, 10))["status"] == "manual"
 
     @pytest.mark.parametrize("variables,error", [
         ([{"value": "x"}], "job_variables_attributes[0][key] is missing"),

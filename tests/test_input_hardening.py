@@ -419,6 +419,54 @@ CASES = [
         invalid("token"),
     ),  # fmt: skip
     ("download token object", "GET", "/api/v4/jobs/8/artifacts?token[a]=x", [], b"", 400, invalid("token")),
+    # Rack's nested names (jobsvc.params.parse_query): too deep and clashing shapes are 400, odd names are dropped
+    ("scope too deep", "GET", "/api/v4/projects/1/jobs?scope" + "[a]" * 40 + "=x", ROOT, b"", 400, invalid("scope")),
+    (
+        "scope unclosed deep",
+        "GET",
+        "/api/v4/projects/1/jobs?scope" + "[a" * 2000 + "=x",
+        ROOT,
+        b"",
+        400,
+        invalid("scope"),
+    ),
+    (
+        "scope hash of hashes",
+        "GET",
+        "/api/v4/projects/1/jobs?scope[a][b]=success",
+        ROOT,
+        b"",
+        400,
+        {"error": "scope does not have a valid value"},
+    ),
+    ("page value then hash", "GET", "/api/v4/projects/1/jobs?page=1&page[a]=2", ROOT, b"", 400, invalid("page")),
+    (
+        "odd names dropped",
+        "GET",
+        "/api/v4/projects/1/jobs?=1&[]=2&[[]]=3&]]=4&x[=5&x]=6&per_page]=1",
+        ROOT,
+        b"",
+        200,
+        None,
+    ),
+    (
+        "form too deep",
+        "POST",
+        "/api/v4/jobs/request",
+        [(b"Content-Type", b"application/x-www-form-urlencoded")],
+        f"token={RUNNER}&info{'[a]' * 40}=x".encode(),
+        400,
+        invalid("info"),
+    ),
+    (
+        "form clash",
+        "POST",
+        "/api/v4/jobs/request",
+        [(b"Content-Type", b"application/x-www-form-urlencoded")],
+        f"token={RUNNER}&session[url][a]=x&session[url][]=y".encode(),
+        400,
+        invalid("session[url]"),
+    ),
 ]
 
 

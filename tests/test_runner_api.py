@@ -1,13 +1,16 @@
 """The runner protocol: registration, job requests, state updates and the trace append."""
 
 import asyncio
+import json
 
 import pytest
 
 from jobsvc.app import create_app
+from jobsvc.keys import DB
 from tests.conftest import FINISHED_JOB_TOKEN, RUNNING_JOB_TOKEN, auth
 
 RUNNER = "glrt-test-runner-00000"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
@@ -32,6 +35,29 @@ class TestRegistration:
     async def test_form_encoded_registration(self, reg_client):
         resp = await reg_client.post("/api/v4/runners", data={"token": "reg-token-123", "tag_list[]": "a"})
         assert resp.status == 201
+
+    async def test_form_encoded_nested_info_is_kept(self, reg_client):
+        form = "token=reg-token-123&info[name]=r1&info[config][gpus]=all&info[features][shared]=true"
+        resp = await reg_client.post("/api/v4/runners", data=form, headers=FORM)
+        assert resp.status == 201
+        runner_id = (await resp.json())["id"]
+        row = await reg_client.app[DB].fetchone("SELECT name, info FROM runners WHERE id = ?", (runner_id,))
+        assert row["name"] == "r1"
+        assert json.loads(row["info"]) == {"name": "r1", "config": {"gpus": "all"}, "features": {"shared": "true"}}
+
+    @pytest.mark.parametrize("form,error", [
+        ("info=x&info[name]=r", "info is invalid"),
+        ("info[config]=x&info[config][gpus]=all", "info[config] is invalid"),
+        ("info[config][gpus][]=all", "info[config][gpus] is invalid"),  # a list where a String is declared
+        ("info" + "[a]" * 40 + "=x", "info is invalid"),
+        ("info" + "[a" * 50_000 + "=x", "info is invalid"),
+    ])  # fmt: skip
+    async def test_form_encoded_bad_shapes(self, reg_client, form, error):
+        count = "SELECT count(*) FROM runners"
+        before = (await reg_client.app[DB].fetchone(count))[0]
+        resp = await reg_client.post("/api/v4/runners", data=f"token=reg-token-123&{form}", headers=FORM)
+        assert resp.status == 400 and await resp.json() == {"error": error}
+        assert (await reg_client.app[DB].fetchone(count))[0] == before
 
     async def test_missing_and_wrong_token(self, reg_client):
         resp = await reg_client.post("/api/v4/runners", json={})

@@ -7,6 +7,10 @@ from jobsvc.errors import ParamError
 from jobsvc.statuses import composite
 
 
+def _nested(levels: int, value: str) -> object:
+    return value if levels == 0 else {"b": _nested(levels - 1, value)}
+
+
 @pytest.mark.parametrize(
     "pairs,expected",
     [
@@ -14,7 +18,35 @@ from jobsvc.statuses import composite
         ([("scope[]", "a"), ("scope[]", "b")], {"scope": ["a", "b"]}),
         ([("scope[x]", "a"), ("scope[y]", "b")], {"scope": {"x": "a", "y": "b"}}),
         ([("page", "2"), ("scope[]", "")], {"page": "2", "scope": [""]}),
-        ([("a[b][c]", "1")], {"a[b][c]": "1"}),
+        ([("a", "1"), ("a", "2")], {"a": "2"}),
+        # any depth (Rack's spec/spec_utils.rb cases)
+        ([("a[b][c]", "1")], {"a": {"b": {"c": "1"}}}),
+        ([("x[y][z]", "1"), ("x[y][w]", "2")], {"x": {"y": {"z": "1", "w": "2"}}}),
+        ([("x[y][z][]", "1"), ("x[y][z][]", "2")], {"x": {"y": {"z": ["1", "2"]}}}),
+        ([("info[config][gpus]", "all"), ("info[name]", "r")], {"info": {"config": {"gpus": "all"}, "name": "r"}}),
+        ([("a[0][key]", "K"), ("a[0][value]", "V")], {"a": {"0": {"key": "K", "value": "V"}}}),
+        # arrays of hashes: a value joins the last hash unless that hash has its key already
+        ([("a[][k]", "v"), ("a[][j]", "w")], {"a": [{"k": "v", "j": "w"}]}),
+        ([("a[][k]", "1"), ("a[][k]", "2")], {"a": [{"k": "1"}, {"k": "2"}]}),
+        ([("x[][y][z]", "1"), ("x[][y][w]", "2")], {"x": [{"y": {"z": "1", "w": "2"}}]}),
+        ([("x[][y][z]", "1"), ("x[][y][z]", "2")], {"x": [{"y": {"z": "1"}}, {"y": {"z": "2"}}]}),
+        ([("x[][y][]", "1"), ("x[][y][]", "2")], {"x": [{"y": ["1", "2"]}]}),  # a list in the hash grows
+        ([("x[][y]", "1"), ("x[][z]", "2"), ("x[][y]", "3")], {"x": [{"y": "1", "z": "2"}, {"y": "3"}]}),
+        ([("a[][]", "x")], {"a": [["x"]]}),
+        # odd names, as Rack reads them
+        ([("[a]", "x")], {"a": "x"}),
+        ([("]a", "x")], {"a": "x"}),
+        ([("a]", "x")], {"a": "x"}),
+        ([("a]b", "x")], {"a": {"b": "x"}}),
+        ([("a[", "x")], {"a[": "x"}),
+        ([("a[b", "x")], {"a": {"b": "x"}}),
+        ([("", "x"), ("[]", "x"), ("[[]]", "x"), ("]]", "x"), ("b", "1")], {"b": "1"}),
+        # where Rack would store nil, nothing is stored
+        ([("a[[]]", "x")], {"a": {}}),
+        ([("a[]]", "x")], {"a": []}),
+        ([("a[][][]", "x")], {"a": []}),
+        ([("a" + "[b]" * 31, "x")], {"a": _nested(31, "x")}),
+        ([("a" + "[]" * 100_000, "x")], {"a": []}),
     ],
 )
 def test_parse_query(pairs, expected):
@@ -29,6 +61,31 @@ def test_parse_query_mixed_shapes(pairs):
     with pytest.raises(ParamError) as info:
         params.query(pairs)
     assert info.value.body == {"error": "scope is invalid"}
+
+
+@pytest.mark.parametrize(
+    "pairs,name",
+    [
+        ([("a", "1"), ("a[b]", "2")], "a"),
+        ([("a[b]", "1"), ("a", "2")], "a"),
+        ([("a[]", "1"), ("a[b]", "2")], "a"),
+        ([("a[b]", "1"), ("a[]", "2")], "a"),
+        ([("a[b]", "1"), ("a[b][c]", "2")], "a[b]"),
+        ([("a[b][c]", "1"), ("a[b][]", "2")], "a[b]"),
+        ([("a[b][]", "1"), ("a[b][c]", "2")], "a[b]"),
+        ([("a[][b]", "1"), ("a[][b][c]", "2")], "a[][b]"),
+        ([("a[x]", "1"), ("a[][k]", "2")], "a"),
+        # too deep: named by the first part
+        ([("a" + "[b]" * 32, "x")], "a"),
+        ([("a" + "[b]" * 100_000, "x")], "a"),
+        ([("a" + "[b" * 100_000, "x")], "a"),
+        ([("a" + "[][b]" * 40, "x")], "a"),
+    ],
+)
+def test_parse_query_clashes_and_depth(pairs, name):
+    with pytest.raises(ParamError) as info:
+        params.query(pairs)
+    assert info.value.body == {"error": f"{name} is invalid"}
 
 
 @pytest.mark.parametrize(
