@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 BACKLOG = 128
 _CLOSE_GRACE = 1.0  # seconds a closing connection may take to flush before it is aborted
+_EARLY = 0.001  # a timer that fires this close to its deadline counts as on time
 
 
 def _canned(status: str, body: bytes) -> bytes:
@@ -154,7 +155,11 @@ class _Watched(asyncio.Protocol):
         self.state = _HEAD
         self.last_byte = self.loop.time()
         self.payload: Any = None
+        # One timer per connection, re-armed lazily: a request moves ``deadline`` and leaves the timer be, so
+        # keep-alive traffic makes no timer of its own (the timer, when early, re-arms for the deadline)
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self.on_deadline: Any = None
 
     # --- asyncio.Protocol, forwarded ---
 
@@ -183,7 +188,7 @@ class _Watched(asyncio.Protocol):
         return self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
+        self._stop_timer()
         self.state = _IDLE
         self.payload = None
         self.guard._release(self, self.admitted)
@@ -225,7 +230,6 @@ class _Watched(asyncio.Protocol):
             self._schedule(now + self.guard.limits.header_timeout, self._head_late)
 
     def _head_late(self) -> None:
-        self.timer = None
         if self.state != _HEAD or self.transport is None:
             return
         log.info(
@@ -234,7 +238,6 @@ class _Watched(asyncio.Protocol):
         self._answer_and_close(REQUEST_TIMEOUT)
 
     def _check_body(self) -> None:
-        self.timer = None
         if self.state != _BODY or self.transport is None or self.payload is None or self.payload.is_eof():
             return
         now, limit = self.loop.time(), self.guard.limits.body_timeout
@@ -247,10 +250,29 @@ class _Watched(asyncio.Protocol):
         self.transport.abort()
 
     def _schedule(self, when: float, callback: Any) -> None:
-        self._cancel_timer()
-        self.timer = self.loop.call_at(when, callback)
+        self.deadline, self.on_deadline = when, callback
+        if self.timer is not None and self.timer.when() <= when:
+            return  # it fires first, and re-arms for this deadline
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        if self.on_deadline is None:
+            return
+        if self.loop.time() + _EARLY < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._fire)
+            return
+        callback, self.on_deadline = self.on_deadline, None
+        callback()
 
     def _cancel_timer(self) -> None:
+        """Disarm: nothing is due; an armed timer fires harmlessly (cheaper than cancelling it each request)."""
+        self.on_deadline = None
+
+    def _stop_timer(self) -> None:
+        self.on_deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -265,7 +287,7 @@ class _Watched(asyncio.Protocol):
         if transport is None:
             return
         self.closing = True
-        self._cancel_timer()
+        self._stop_timer()
         transport.write(response)
         if transport.can_write_eof():
             transport.write_eof()
