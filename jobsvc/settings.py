@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobsvc import numbers
 from jobsvc.durations import DurationError, parse_duration
 
 
@@ -35,14 +36,19 @@ def parse_paths(text: str) -> list[str]:
     return [part for part in text.split(os.pathsep) if part]
 
 
-def parse_port(text: str) -> int:
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    """An integer written in ASCII digits within ``low..high`` (``int()`` would take "٥" and "1_0")."""
     try:
-        port = int(text)
+        number = numbers.parse_int(text)
     except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise ValueError(f"not a TCP port (0-65535): {text!r}")
-    return port
+        number = low - 1
+    if not low <= number <= high:
+        raise ValueError(f"not {what}: {text!r}")
+    return number
+
+
+def parse_port(text: str) -> int:
+    return _whole(text, 0, 65535, "a TCP port (0-65535)")
 
 
 def parse_seconds(text: str) -> float:
@@ -57,13 +63,7 @@ def parse_seconds(text: str) -> float:
 
 
 def parse_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise ValueError(f"not a whole number >= 0: {text!r}")
-    return count
+    return _whole(text, 0, numbers.INT64_MAX, "a whole number >= 0")
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
         "jobs_rate_limit",
         600,
         "Requests per minute and user to GET /projects/:id/jobs (GitLab's project_jobs_api_rate_limit); 0 disables.",
-        int,
+        parse_count,
     ),
     Setting(
         "registration_token",
@@ -161,23 +161,27 @@ SETTINGS: tuple[Setting, ...] = (
         "max_artifacts_size",
         100,
         "Largest artifact upload a runner may send, in MB (GitLab's max_artifacts_size).",
-        int,
+        parse_count,
     ),
     Setting(
         "min_free_space",
         64,
         "Free space, in MB, that artifact uploads and log appends leave on the data directory's filesystem "
         "(they answer 507 instead), so state changes and deletes still fit; 0 disables.",
-        int,
+        parse_count,
     ),
-    Setting("trace_size_limit", 100, "Largest job log, in MB; past it the job fails with trace_size_exceeded.", int),
+    Setting(
+        "trace_size_limit", 100, "Largest job log, in MB; past it the job fails with trace_size_exceeded.", parse_count
+    ),
     Setting(
         "default_artifacts_expire_in",
         "30 days",
         "Expiry of uploaded artifacts without expire_in; 'never' keeps them.",
         parse_expire_in,
     ),
-    Setting("sweep_interval", 60, "Seconds between two runs of the sweeper that removes expired artifacts.", int),
+    Setting(
+        "sweep_interval", 60, "Seconds between two runs of the sweeper that removes expired artifacts.", parse_count
+    ),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
     Setting(
         "log_level",

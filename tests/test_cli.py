@@ -176,6 +176,10 @@ SERVE_ERRORS = [
     (["--default-artifacts-expire-in", "soon"], {}, ["--default-artifacts-expire-in", "'soon'"]),
     (["--header-timeout", "-1"], {}, ["--header-timeout", "'-1'"]),
     (["--max-connections", "many"], {}, ["--max-connections", "'many'"]),
+    (["--port", "\u0668\u0660\u0668\u0660"], {}, ["--port", "0-65535"]),  # Arabic-Indic "8080": not ASCII digits
+    (["--max-connections", "1_000"], {}, ["--max-connections", "'1_000'"]),
+    (["--sweep-interval", "-5"], {}, ["--sweep-interval", "'-5'"]),
+    (["--max-artifacts-size", "-1"], {}, ["--max-artifacts-size", "'-1'"]),
     ([], {"JOBSVC_PORT": "99999"}, ["JOBSVC_PORT", "99999"]),
     ([], {"JOBSVC_DEFAULT_ARTIFACTS_EXPIRE_IN": "soon"}, ["JOBSVC_DEFAULT_ARTIFACTS_EXPIRE_IN", "'soon'"]),
 ]
