@@ -18,7 +18,9 @@ set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
 from jobsvc.app import create_app  # noqa: E402 - after the Hypothesis home is set
+from jobsvc.db import Database  # noqa: E402
 from jobsvc.settings import Config  # noqa: E402
+from jobsvc.store import Store  # noqa: E402
 
 TOKENS = {
     "root": "glpat-test-root-0000000",
@@ -267,6 +269,17 @@ def world_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def config(tmp_path: Path, world_file: Path) -> Config:
     return Config(data_dir=tmp_path / "var", fixtures=[str(world_file)])
+
+
+@pytest.fixture
+async def storage(tmp_path: Path):
+    """An open database and a prepared store in a fresh data directory, for loader tests."""
+    store = Store(tmp_path / "var")
+    store.prepare()
+    db = Database(tmp_path / "var" / "jobsvc.sqlite3")
+    await db.open()
+    yield db, store
+    await db.close()
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ import yaml
 from marshmallow import Schema, fields, validate
 
 from jobsvc import fixtures
-from jobsvc.db import Database
-from jobsvc.store import Store
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "fixtures.md").read_text(encoding="utf-8")
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -76,16 +74,6 @@ def _make_referenced_files(document: dict[str, Any], folder: Path) -> None:
         if artifacts.get("dir"):
             (folder / artifacts["dir"] / "css").mkdir(parents=True, exist_ok=True)
             (folder / artifacts["dir"] / "css" / "site.css").write_text("body {}\n")
-
-
-@pytest.fixture
-async def storage(tmp_path):
-    store = Store(tmp_path / "var")
-    store.prepare()
-    db = Database(tmp_path / "var" / "jobsvc.sqlite3")
-    await db.open()
-    yield db, store
-    await db.close()
 
 
 @pytest.mark.parametrize("text,expected", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])

@@ -7,8 +7,6 @@ import pytest
 import yaml
 
 from jobsvc import fixtures
-from jobsvc.db import Database
-from jobsvc.store import Store
 
 MINIMAL = {
     "users": [{"username": "root", "tokens": [{"token": "glpat-abcdefgh"}]}],
@@ -102,16 +100,6 @@ def test_derived_times_follow_the_status():
     assert times["queued_at"] is None and times["finished_at"] is None
     times = fixtures.job_times({**base, "status": "running"}, anchor)
     assert times["started_at"] and times["finished_at"] is None
-
-
-@pytest.fixture
-async def storage(tmp_path):
-    store = Store(tmp_path / "var")
-    store.prepare()
-    db = Database(tmp_path / "var" / "jobsvc.sqlite3")
-    await db.open()
-    yield db, store
-    await db.close()
 
 
 async def test_load_and_skip_the_same_file(storage, tmp_path):
