@@ -26,7 +26,7 @@ from jobsvc.runner_params import (
     UploadArtifactsParams,
 )
 from jobsvc.services import artifacts, jobstate, payload, runners, traces
-from jobsvc.store import CHUNK, StoreFull, TooLarge
+from jobsvc.store import CHUNK, TooLarge  # a StoreFull is the error middleware's 507
 from jobsvc.urls import base_url
 
 # [0-9], not \d: "٥-9" is no range (Ruby's \d is ASCII too)
@@ -200,8 +200,6 @@ async def upload_artifacts(request: web.Request) -> web.Response:
         await artifacts.accept_upload(db, store, upload, incoming)
     except TooLarge:
         raise _too_large() from None
-    except StoreFull:
-        raise errors.ApiError(507, {"message": "507 Insufficient Storage"}) from None
     except artifacts.UploadRejected as exc:
         raise errors.bad_request(str(exc)) from None
     finally:
