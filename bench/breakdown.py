@@ -3,7 +3,7 @@
 
     taskset -c 0 .venv/bin/python bench/breakdown.py [--data-dir /tmp/jobsvc-bench/data] [--reps 300]
 
-Runs the steps the handler runs, through the real jobsvc.db.Database (aiosqlite), Repository,
+Runs the steps the handler runs, through the real jobsvc.storage.db.Database (aiosqlite), Repository,
 entities and orjson, on the database made by gen_jobs_db.py; prints the median µs of each step.
 """
 
@@ -21,10 +21,10 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jobsvc import entities
-from jobsvc.db import Database
-from jobsvc.repo import Repository
-from jobsvc.timefmt import utcnow
+from jobsvc.domain.timefmt import utcnow
+from jobsvc.http import entities
+from jobsvc.storage.db import Database
+from jobsvc.storage.repo import Repository
 
 
 async def run(data_dir: Path, reps: int) -> dict[str, float]:

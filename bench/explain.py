@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/explain.py [--data-dir /tmp/jobsvc-bench/data] [--no-time] [--quiet] [--only PREFIX]
 
-The SQL is not copied: the real ``jobsvc.repo.Repository`` methods run against a recorder that
+The SQL is not copied: the real ``jobsvc.storage.repo.Repository`` methods run against a recorder that
 captures each statement and its parameters. Every statement is planned twice: on a fresh
 schema-only database (no sqlite_stat1: what a server that never ran ANALYZE gets) and, with
 --data-dir, on the generated benchmark database (analyzed), where it is also timed (stdlib
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jobsvc.db import migrations, schema_path
-from jobsvc.repo import Repository
+from jobsvc.storage.db import migrations, schema_path
+from jobsvc.storage.repo import Repository
 
 DB_NAME = "jobsvc.sqlite3"
 NOT_A_TABLE = re.compile(r"^SCAN (\(subquery-\d+\)|json_each|json_tree)(\s|$)")
@@ -47,7 +47,7 @@ SHA_SORT = (
 
 
 class Recorder:
-    """Stands in for jobsvc.db.Database: records the reads, answers nothing."""
+    """Stands in for jobsvc.storage.db.Database: records the reads, answers nothing."""
 
     def __init__(self) -> None:
         self.statements: list[tuple[str, Any]] = []
@@ -230,7 +230,7 @@ def main() -> int:
     bench = None
     if args.data_dir:
         bench = sqlite3.connect(f"file:{args.data_dir / DB_NAME}?mode=ro", uri=True)
-        bench.execute("PRAGMA cache_size = -32000")  # the server's reader settings (jobsvc.db)
+        bench.execute("PRAGMA cache_size = -32000")  # the server's reader settings (jobsvc.storage.db)
         bench.execute("PRAGMA mmap_size = 268435456")
     dbs = [("fresh schema, no ANALYZE", fresh_schema())] + ([("benchmark DB, analyzed", bench)] if bench else [])
     values = values_from(bench)

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/gen_jobs_db.py --out /tmp/jobsvc-bench/data [--jobs 1000000] [--projects 1000]
 
-The database is made by applying the migrations of the real schema.sql (jobsvc.db), so the
+The database is made by applying the migrations of the real schema.sql (jobsvc.storage.db), so the
 benchmark follows the shipped DDL and indexes. Pipelines are created in time order, each in a
 randomly chosen project (project 1 gets --big-share of them), so one project's jobs are spread
 over the whole table as in a real instance. Then ANALYZE. Facts the other scripts need (tokens,
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jobsvc.db import migrations, schema_path
+from jobsvc.storage.db import migrations, schema_path
 
 DB_NAME = "jobsvc.sqlite3"  # jobsvc.settings.Config.db_path
 ADMIN_TOKEN = "glpat-bench-admin-0000000000"

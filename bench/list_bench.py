@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jobsvc.pagination import decode_cursor, encode_cursor
+from jobsvc.http.pagination import decode_cursor, encode_cursor
 
 WRK_REPORT = """done = function(s, lat, req)
   local e = s.errors

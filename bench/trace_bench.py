@@ -13,7 +13,7 @@ on a fresh data directory under --dir (which must be on a real disk: on tmpfs fd
   executor here) instead of the store's 64, to see what many syncs in flight at once buy.
 
 The variants are started as ``trace_bench.py --serve-variant NAME serve ...``, which patches
-``jobsvc.store`` and then runs the normal CLI.
+``jobsvc.storage.store`` and then runs the normal CLI.
 
 Against each, 32 client tasks (one per job, one keep-alive connection each) send PATCHes of 16 KiB
 at the log's end for --secs seconds, each waiting for its 202 before the next, as a runner does. It
@@ -195,8 +195,8 @@ def serve_variant(variant: str, argv: list[str]) -> int:
     """The normal CLI with the store patched (for the comparison only)."""
     import concurrent.futures
 
-    from jobsvc import store
     from jobsvc.cli import main
+    from jobsvc.storage import store
 
     if variant == "nosync":
         store._datasync = lambda fd: None

@@ -23,8 +23,16 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from jobsvc import __version__, fixtures
-from jobsvc.settings import SETTINGS, SETTINGS_BY_NAME, Config, from_environ, log_levels, parse_bool
+from jobsvc import __version__
+from jobsvc.settings import (
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    Config,
+    from_environ,
+    log_levels,
+    parse_bool,
+)
+from jobsvc.storage import fixture_format, fixtures
 
 log = logging.getLogger("jobsvc")
 
@@ -92,9 +100,9 @@ def _config(values: dict[str, Any]) -> Config:
 
 
 def _demo_banner(url: str) -> str:
-    from jobsvc.app import DEMO_FIXTURE
+    from jobsvc.http.app import DEMO_FIXTURE
 
-    data = fixtures.read_fixture(DEMO_FIXTURE).data
+    data = fixture_format.read_fixture(DEMO_FIXTURE).data
     roles = {}
     for project in data["projects"]:
         for member in project["members"]:
@@ -125,7 +133,7 @@ def _demo_banner(url: str) -> str:
 
 
 async def _serve(config: Config, sockets: list[socket.socket], banner: bool, listening: list[bool]) -> None:
-    from jobsvc import server
+    from jobsvc.http import server
 
     async with server.running(config, sockets):
         stop = asyncio.Event()
@@ -151,7 +159,7 @@ def _check_parser() -> None:
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
-    from jobsvc import server
+    from jobsvc.http import server
 
     try:
         return server.bind(host, port)
@@ -207,7 +215,7 @@ def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     _check_parser()
     config = _config(values)
     for path in config.fixtures:
-        fixtures.read_fixture(path)  # fail before starting, with the place of the problem
+        fixture_format.read_fixture(path)  # fail before starting, with the place of the problem
     sockets = _bind(config.host, config.port)  # before any data is touched: a taken port costs nothing
     temp = None
     try:
@@ -235,9 +243,9 @@ def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     return 0
 
 
-async def _load(data_dir: Path, fixture: fixtures.Fixture) -> str:
-    from jobsvc.db import Database
-    from jobsvc.store import Store
+async def _load(data_dir: Path, fixture: fixture_format.Fixture) -> str:
+    from jobsvc.storage.db import Database
+    from jobsvc.storage.store import Store
 
     store = Store(data_dir)
     store.prepare()
@@ -250,7 +258,7 @@ async def _load(data_dir: Path, fixture: fixtures.Fixture) -> str:
 
 
 def load(data_dir: Path, path: str) -> int:
-    fixture = fixtures.read_fixture(path)
+    fixture = fixture_format.read_fixture(path)
     folder = DataDir(data_dir)
     try:
         print(asyncio.run(_load(data_dir, fixture)))
@@ -281,9 +289,9 @@ def create_token(data_dir: Path, username: str, scope: str, name: str, expires_a
 
 
 async def _create_token(data_dir: Path, username: str, scope: str, name: str, expires_at: date | None) -> str:
-    from jobsvc import auth
-    from jobsvc.db import Database, Tx
-    from jobsvc.timefmt import now_iso
+    from jobsvc.domain import tokens
+    from jobsvc.domain.timefmt import now_iso
+    from jobsvc.storage.db import Database, Tx
 
     token = "glpat-" + secrets.token_urlsafe(15)
     db = Database(data_dir / "jobsvc.sqlite3")
@@ -299,7 +307,7 @@ async def _create_token(data_dir: Path, username: str, scope: str, name: str, ex
             (
                 user[0],
                 name,
-                auth.digest(token),
+                tokens.digest(token),
                 json.dumps([scope]),
                 expires_at.isoformat() if expires_at else None,
                 now_iso(),
@@ -352,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return load(Path(values["data_dir"]), args.file)
         if args.command == "token":
             return create_token(Path(values["data_dir"]), args.username, args.scope, args.name, args.expires_at)
-    except fixtures.FixtureError as exc:
+    except fixture_format.FixtureError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE

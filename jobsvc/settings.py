@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobsvc import numbers
-from jobsvc.durations import DurationError, parse_duration
+from jobsvc.domain import numbers
+from jobsvc.domain.durations import DurationError, parse_duration
 
 
 def parse_bool(text: str) -> bool:

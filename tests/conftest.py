@@ -17,10 +17,10 @@ _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="jobsvc-hypothesis-")
 set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
-from jobsvc.app import create_app  # noqa: E402 - after the Hypothesis home is set
-from jobsvc.db import Database  # noqa: E402
+from jobsvc.http.app import create_app  # noqa: E402 - after the Hypothesis home is set
 from jobsvc.settings import Config  # noqa: E402
-from jobsvc.store import Store  # noqa: E402
+from jobsvc.storage.db import Database  # noqa: E402
+from jobsvc.storage.store import Store  # noqa: E402
 
 TOKENS = {
     "root": "glpat-test-root-0000000",

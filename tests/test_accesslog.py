@@ -6,9 +6,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from jobsvc import server
-from jobsvc.accesslog import FILTERED, redact
-from jobsvc.middleware import error_middleware
+from jobsvc.http import server
+from jobsvc.http.accesslog import FILTERED, redact
+from jobsvc.http.middleware import error_middleware
 
 from .conftest import RUNNING_JOB_TOKEN, TOKENS
 

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 import yaml
 
-from jobsvc.app import create_app
-from jobsvc.keys import DB
+from jobsvc.http.app import create_app
+from jobsvc.http.keys import DB
 from jobsvc.settings import Config
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 

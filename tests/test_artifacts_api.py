@@ -2,8 +2,8 @@
 
 import asyncio
 
-from jobsvc.app import create_app
-from jobsvc.keys import DB, STORE
+from jobsvc.http.app import create_app
+from jobsvc.http.keys import DB, STORE
 from jobsvc.services import artifacts
 from tests.conftest import auth
 

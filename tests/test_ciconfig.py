@@ -1,4 +1,4 @@
-"""Reading ``.gitlab-ci.yml`` (jobsvc.ciconfig): what it understands, and the whole refusal of everything else."""
+"""Reading ``.gitlab-ci.yml`` (domain.ciconfig): what it understands, and the whole refusal of everything else."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ from textwrap import dedent
 
 import pytest
 
-from jobsvc.ciconfig import Artifacts, CiConfigError, JobDefinition, PipelineDefinition, parse_ci_config
+from jobsvc.domain.ciconfig import (
+    Artifacts,
+    CiConfigError,
+    JobDefinition,
+    PipelineDefinition,
+    parse_ci_config,
+)
 
 FULL = """
 stages: [build, test, deploy]

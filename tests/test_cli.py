@@ -58,7 +58,7 @@ def test_missing_file_exits_2(tmp_path, capsys):
 
 
 async def test_token_create(tmp_path, capsys, aiohttp_client):
-    from jobsvc.app import create_app
+    from jobsvc.http.app import create_app
 
     data_dir = tmp_path / "d"
     assert await _in_thread(["load", str(write(tmp_path / "a.yaml", GOOD)), "--data-dir", str(data_dir)]) == 0
@@ -350,8 +350,8 @@ def test_debug_shows_jobsvc_lines_and_not_aiosqlite(tmp_path):
             proc.communicate(timeout=10)
     assert proc.returncode == 0
     output = (tmp_path / "stderr.txt").read_text()
-    assert "DEBUG jobsvc.server: serving http://127.0.0.1:" in output
-    assert re.search(r"INFO jobsvc\.app: .*demo\.yaml: loaded \d+ users", output)
+    assert "DEBUG jobsvc.http.server: serving http://127.0.0.1:" in output
+    assert re.search(r"INFO jobsvc\.http\.app: .*demo\.yaml: loaded \d+ users", output)
     assert "aiosqlite" not in output
 
 

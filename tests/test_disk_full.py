@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from jobsvc import db as dbmod
-from jobsvc.app import create_app
-from jobsvc.keys import DB, STORE
+from jobsvc.http.app import create_app
+from jobsvc.http.keys import DB, STORE
 from jobsvc.services import artifacts
 from jobsvc.settings import Config
+from jobsvc.storage import db as dbmod
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 
 RUNNER = "glrt-test-runner-00000"
@@ -284,7 +284,7 @@ async def test_a_job_that_finished_on_a_full_disk_says_so(client, monkeypatch):
 
 async def test_enospc_part_way_through_a_log_append_leaves_the_log_as_it_was(client, config, monkeypatch):
     """The disk fills while a 1 MiB body is being written (no reserve to stop it first): 507, exact prefix."""
-    from jobsvc import store as storemod
+    from jobsvc.storage import store as storemod
 
     real_write, written = os.write, []
 

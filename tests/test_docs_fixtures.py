@@ -12,7 +12,7 @@ import pytest
 import yaml
 from marshmallow import Schema, fields, validate
 
-from jobsvc import fixtures
+from jobsvc.storage import fixture_format, fixtures
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "fixtures.md").read_text(encoding="utf-8")
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -86,18 +86,18 @@ async def test_doc_example_loads_as_described(text, expected, storage, tmp_path)
     path = folder / "example.yaml"
     path.write_text(text, encoding="utf-8")
     if expected is not None:
-        with pytest.raises(fixtures.FixtureError) as info:
-            await fixtures.load_fixture(db, store, fixtures.read_fixture(path))
+        with pytest.raises(fixture_format.FixtureError) as info:
+            await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
         assert info.value.problems == expected
         assert (await db.fetchone("SELECT count(*) FROM projects"))[0] == 0
         return
-    summary = await fixtures.load_fixture(db, store, fixtures.read_fixture(path))
+    summary = await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
     assert not summary.skipped
     assert summary.jobs == len(_jobs(document)) > 0
     assert summary.projects == len(document.get("projects") or [])
     assert summary.users == len(document.get("users") or [])
     assert summary.runners == len(document.get("runners") or [])
-    assert (await fixtures.load_fixture(db, store, fixtures.read_fixture(path))).skipped
+    assert (await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))).skipped
 
 
 def test_the_error_examples_are_real():
@@ -112,11 +112,11 @@ def test_the_error_examples_are_real():
         {"projects": [{"path": "gitlab-test"}]},
         {"projects": [{"path": "g/p", "pipelines": [{"jobs": [{"name": "a", "artifacts": {}}]}]}]},
     ):
-        with pytest.raises(fixtures.FixtureError) as info:
-            fixtures.parse_fixture(yaml.safe_dump(data), Path("."))
+        with pytest.raises(fixture_format.FixtureError) as info:
+            fixture_format.parse_fixture(yaml.safe_dump(data), Path("."))
         problems += info.value.problems
-    with pytest.raises(fixtures.FixtureError) as info:
-        fixtures.parse_fixture("users:\n  - username: a\n   id: 1\n", Path("."))
+    with pytest.raises(fixture_format.FixtureError) as info:
+        fixture_format.parse_fixture("users:\n  - username: a\n   id: 1\n", Path("."))
     problems += info.value.problems
     assert problems == shown
 
@@ -136,7 +136,7 @@ def _schemas() -> list[tuple[str, Schema]]:
                 sub = f"{path}.{name}" if path else name
                 walk(inner.schema, sub + ("[]" if isinstance(field, fields.List) else ""))
 
-    walk(fixtures.FixtureSchema(), "")
+    walk(fixture_format.FixtureSchema(), "")
     return found
 
 

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from yarl import URL
 
-from jobsvc.keys import DB
+from jobsvc.http.keys import DB
 from tests.conftest import FINISHED_JOB_TOKEN, PUBLIC_FILES, RUNNING_JOB_TOKEN, auth
 
 CSP = "default-src 'none'; sandbox"

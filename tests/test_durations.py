@@ -1,6 +1,6 @@
 import pytest
 
-from jobsvc.durations import DurationError, parse_duration
+from jobsvc.domain.durations import DurationError, parse_duration
 
 
 @pytest.mark.parametrize("text,seconds", [

@@ -3,7 +3,7 @@
 import re
 from datetime import UTC, datetime
 
-from jobsvc import entities
+from jobsvc.http import entities
 from tests.conftest import SHA, auth
 
 TS = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
@@ -138,7 +138,7 @@ async def test_running_job_duration_grows(client):
 
 
 async def test_web_url_uses_external_url(aiohttp_client, config):
-    from jobsvc.app import create_app
+    from jobsvc.http.app import create_app
 
     config.external_url = "https://gitlab.example.com"
     client = await aiohttp_client(create_app(config))
@@ -151,7 +151,7 @@ async def test_web_url_uses_external_url(aiohttp_client, config):
 def test_duration_is_computed_at_read_time():
     row = {"started_at": "2020-01-01T00:00:00.000Z", "finished_at": None}
     later = datetime(2020, 1, 1, 0, 0, 10, tzinfo=UTC)
-    from jobsvc.timefmt import seconds_between
+    from jobsvc.domain.timefmt import seconds_between
 
     assert seconds_between(row["started_at"], row["finished_at"], later) == 10.0
     assert entities.ONLINE_WINDOW.total_seconds() == 7200

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobsvc import fixtures
+from jobsvc.storage import fixture_format, fixtures
 
 MINIMAL = {
     "users": [{"username": "root", "tokens": [{"token": "glpat-abcdefgh"}]}],
@@ -15,8 +15,8 @@ MINIMAL = {
 
 
 def problems_of(data, folder=Path(".")):
-    with pytest.raises(fixtures.FixtureError) as info:
-        fixtures.parse_fixture(yaml.safe_dump(data), folder)
+    with pytest.raises(fixture_format.FixtureError) as info:
+        fixture_format.parse_fixture(yaml.safe_dump(data), folder)
     return info.value.problems
 
 
@@ -35,7 +35,7 @@ def test_error_names_the_place():
 
 def test_unknown_keys_are_errors_but_x_keys_are_ignored():
     assert problems_of({"users": [{"username": "a", "tokne": []}]}) == ["users[0].tokne: Unknown field."]
-    fixture = fixtures.parse_fixture(
+    fixture = fixture_format.parse_fixture(
         yaml.safe_dump({"x-anchor": {"any": 1}, "users": [{"username": "a", "x-comment": "fine"}]}), Path(".")
     )
     assert fixture.data["users"][0]["username"] == "a"
@@ -73,17 +73,17 @@ def test_validation_problems(data, expected, tmp_path):
 
 
 def test_not_yaml_and_not_a_mapping(tmp_path):
-    with pytest.raises(fixtures.FixtureError) as info:
-        fixtures.parse_fixture("users: [", tmp_path)
+    with pytest.raises(fixture_format.FixtureError) as info:
+        fixture_format.parse_fixture("users: [", tmp_path)
     assert info.value.problems[0].startswith("line ")
-    with pytest.raises(fixtures.FixtureError):
-        fixtures.parse_fixture("- a\n- b\n", tmp_path)
+    with pytest.raises(fixture_format.FixtureError):
+        fixture_format.parse_fixture("- a\n- b\n", tmp_path)
 
 
 def test_json_is_accepted(tmp_path):
     import json
 
-    fixture = fixtures.parse_fixture(json.dumps(MINIMAL), tmp_path)
+    fixture = fixture_format.parse_fixture(json.dumps(MINIMAL), tmp_path)
     assert fixture.data["projects"][0]["pipelines"][0]["jobs"][0]["status"] == "success"
 
 
@@ -104,7 +104,7 @@ def test_derived_times_follow_the_status():
 
 async def test_load_and_skip_the_same_file(storage, tmp_path):
     db, store = storage
-    fixture = fixtures.parse_fixture(yaml.safe_dump(MINIMAL), tmp_path, "min.yaml")
+    fixture = fixture_format.parse_fixture(yaml.safe_dump(MINIMAL), tmp_path, "min.yaml")
     summary = await fixtures.load_fixture(db, store, fixture)
     assert (summary.users, summary.projects, summary.pipelines, summary.jobs) == (1, 1, 1, 1)
     assert (await fixtures.load_fixture(db, store, fixture)).skipped
@@ -117,7 +117,7 @@ async def test_load_and_skip_the_same_file(storage, tmp_path):
 async def test_clash_with_database_changes_nothing(storage, tmp_path):
     db, store = storage
     await fixtures.load_fixture(
-        db, store, fixtures.parse_fixture(yaml.safe_dump({"users": [{"username": "root", "id": 1}]}), tmp_path)
+        db, store, fixture_format.parse_fixture(yaml.safe_dump({"users": [{"username": "root", "id": 1}]}), tmp_path)
     )
     second = {
         "users": [{"username": "other", "id": 2}, {"username": "third", "id": 1}],
@@ -130,8 +130,8 @@ async def test_clash_with_database_changes_nothing(storage, tmp_path):
             }
         ],
     }
-    with pytest.raises(fixtures.FixtureError) as info:
-        await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(second), tmp_path))
+    with pytest.raises(fixture_format.FixtureError) as info:
+        await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(second), tmp_path))
     assert info.value.problems == ["users[1].id: 1 already exists in the database"]
     assert (await db.fetchone("SELECT count(*) FROM users"))[0] == 1
     assert (await db.fetchone("SELECT count(*) FROM projects"))[0] == 0
@@ -155,8 +155,8 @@ async def test_bad_reference_rolls_back_and_removes_files(storage, tmp_path):
             }
         ]
     }
-    with pytest.raises(fixtures.FixtureError) as info:
-        await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(data), tmp_path))
+    with pytest.raises(fixture_format.FixtureError) as info:
+        await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(data), tmp_path))
     assert info.value.problems == ["projects[0].pipelines[0].jobs[1].user: no user 'nobody'"]
     assert (await db.fetchone("SELECT count(*) FROM jobs"))[0] == 0
     assert [p for p in store.root.rglob("*") if p.is_file()] == [db.path] + [
@@ -191,7 +191,9 @@ async def test_archive_dir_and_files_go_through_the_store(storage, tmp_path):
             }
         ]
     }
-    await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(data, sort_keys=False), tmp_path))
+    await fixtures.load_fixture(
+        db, store, fixture_format.parse_fixture(yaml.safe_dump(data, sort_keys=False), tmp_path)
+    )
     rows = {r["job_id"]: r for r in await db.fetchall("SELECT * FROM job_artifacts WHERE file_type = 'archive'")}
     names = {job_id: zipfile.ZipFile(store.path(row["store_key"])).namelist() for job_id, row in rows.items()}
     assert names == {7: ["sub/", "sub/index.html"], 8: ["given.txt"], 9: ["z.txt", "a.txt"]}
@@ -206,13 +208,13 @@ async def test_child_pipeline_parent_must_be_in_project(storage, tmp_path):
     data = {
         "projects": [{"path": "g/p", "pipelines": [{"id": 1}]}, {"path": "g/q", "pipelines": [{"id": 2, "parent": 1}]}]
     }
-    with pytest.raises(fixtures.FixtureError) as info:
-        await fixtures.load_fixture(db, store, fixtures.parse_fixture(yaml.safe_dump(data), tmp_path))
+    with pytest.raises(fixture_format.FixtureError) as info:
+        await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(data), tmp_path))
     assert info.value.problems == ["projects[1].pipelines[0].parent: no pipeline 1 in this project"]
 
 
 def test_demo_fixture_is_valid():
-    from jobsvc.app import DEMO_FIXTURE
+    from jobsvc.http.app import DEMO_FIXTURE
 
-    fixture = fixtures.read_fixture(DEMO_FIXTURE)
+    fixture = fixture_format.read_fixture(DEMO_FIXTURE)
     assert any(p["id"] == 1 for p in fixture.data["projects"])

@@ -25,11 +25,11 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobsvc.app import create_app
-from jobsvc.db import Tx
-from jobsvc.keys import DB
-from jobsvc.runner_params import RUNNER_SCHEMAS
+from jobsvc.http.app import create_app
+from jobsvc.http.keys import DB
+from jobsvc.http.runner_params import RUNNER_SCHEMAS
 from jobsvc.settings import Config
+from jobsvc.storage.db import Tx
 from tests import rawhttp
 from tests.conftest import FINISHED_JOB_TOKEN, RUNNING_JOB_TOKEN, TOKENS
 from tests.conftest import world as world_data

@@ -51,8 +51,8 @@ async def test_read_api_token_cannot_write(aiohttp_client, config):
     """read_api is for GET/HEAD only; any other method gets GitLab's insufficient_scope answer."""
     from aiohttp import web
 
-    from jobsvc.app import create_app
-    from jobsvc.auth import require
+    from jobsvc.http.app import create_app
+    from jobsvc.http.auth import require
 
     async def probe(request):
         await require(request)
@@ -72,7 +72,7 @@ async def test_read_api_token_cannot_write(aiohttp_client, config):
 
 
 async def test_unexpected_error_is_a_gitlab_500(aiohttp_client, config, caplog):
-    from jobsvc.app import create_app
+    from jobsvc.http.app import create_app
 
     async def boom(request):
         raise RuntimeError("boom")

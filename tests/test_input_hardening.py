@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from jobsvc.app import create_app
+from jobsvc.http.app import create_app
 from tests import rawhttp
 from tests.conftest import RUNNING_JOB_TOKEN, TOKENS
 
@@ -419,7 +419,7 @@ CASES = [
         invalid("token"),
     ),  # fmt: skip
     ("download token object", "GET", "/api/v4/jobs/8/artifacts?token[a]=x", [], b"", 400, invalid("token")),
-    # Rack's nested names (jobsvc.params.parse_query): too deep and clashing shapes are 400, odd names are dropped
+    # Rack's nested names (jobsvc.http.params.parse_query): too deep and clashing shapes are 400, odd names are dropped
     ("scope too deep", "GET", "/api/v4/projects/1/jobs?scope" + "[a]" * 40 + "=x", ROOT, b"", 400, invalid("scope")),
     (
         "scope unclosed deep",

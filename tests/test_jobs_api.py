@@ -5,7 +5,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from yarl import URL
 
-from jobsvc.pagination import encode_cursor
+from jobsvc.http.pagination import encode_cursor
 from tests.conftest import BIG_PROJECT_JOBS, auth
 
 ALL_PROJECT_1 = [21, 12, 11, 10, 9, 8, 7, 6]
@@ -231,7 +231,7 @@ class TestProjectJobs:
         assert await resp.json() == {"message": "404 Project Not Found"}
 
     async def test_rate_limit(self, aiohttp_client, config):
-        from jobsvc.app import create_app
+        from jobsvc.http.app import create_app
 
         config.jobs_rate_limit = 2
         client = await aiohttp_client(create_app(config))

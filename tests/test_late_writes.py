@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import tracemalloc
 
-from jobsvc.keys import STORE
+from jobsvc.http.keys import STORE
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 
 BOUNDARY = "jobsvcboundary"
@@ -209,7 +209,7 @@ async def test_a_big_log_body_is_streamed_not_held(client, config):
 
 
 async def test_an_acknowledged_append_was_fdatasynced_first(client, config, monkeypatch):
-    from jobsvc import store as storemod
+    from jobsvc.storage import store as storemod
 
     log = config.data_dir / "traces" / "11.log"
     synced: list[int] = []

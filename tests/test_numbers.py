@@ -1,4 +1,4 @@
-"""The one integer parser (jobsvc.numbers) and the parsers built on it: tables, then properties."""
+"""The one integer parser (jobsvc.domain.numbers) and the parsers built on it: tables, then properties."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobsvc import numbers, pagination
-from jobsvc.durations import MAX_SECONDS, DurationError, parse_duration
-from jobsvc.numbers import INT64_MAX, INT64_MIN, NotAnInteger, OutOfRange, parse_id, parse_int
+from jobsvc.domain import numbers
+from jobsvc.domain.durations import MAX_SECONDS, DurationError, parse_duration
+from jobsvc.domain.numbers import (
+    INT64_MAX,
+    INT64_MIN,
+    NotAnInteger,
+    OutOfRange,
+    parse_id,
+    parse_int,
+)
+from jobsvc.http import pagination
 
 NOT_INTEGERS = [
     "", " ", "+", "-", "1.0", "1e3", "0x10", "1_000", "--1", "1-", "²", "١٢", "٥", "1²", "１２",  # fullwidth

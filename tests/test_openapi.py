@@ -10,9 +10,9 @@ from aiohttp import FormData, web
 from marshmallow import ValidationError
 from openapi_spec_validator import validate
 
-from jobsvc import openapi
-from jobsvc.app import create_app
-from jobsvc.runner_params import RUNNER_SCHEMAS, RUNNER_STATES
+from jobsvc.http import openapi
+from jobsvc.http.app import create_app
+from jobsvc.http.runner_params import RUNNER_SCHEMAS, RUNNER_STATES
 from jobsvc.settings import Config
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import yaml
 
-from jobsvc.app import create_app
+from jobsvc.http.app import create_app
 from jobsvc.settings import Config
 
 CI = """

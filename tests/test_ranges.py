@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from jobsvc import ranges
-from jobsvc.ranges import UNSATISFIABLE, RangeDecision
+from jobsvc.http import ranges
+from jobsvc.http.ranges import UNSATISFIABLE, RangeDecision
 
 MiB = 1024 * 1024
 N = 1000

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from jobsvc.app import create_app
-from jobsvc.keys import DB
+from jobsvc.http.app import create_app
+from jobsvc.http.keys import DB
 from tests.conftest import FINISHED_JOB_TOKEN, RUNNING_JOB_TOKEN, auth
 
 RUNNER = "glrt-test-runner-00000"
@@ -345,7 +345,7 @@ class TestUpload:
         def full(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr("jobsvc.store.os.fsync", full)
+        monkeypatch.setattr("jobsvc.storage.store.os.fsync", full)
         resp = await client.post(self.url, data=form(a_zip()), headers=self.headers)
         assert resp.status == 507 and await resp.json() == {"message": "507 Insufficient Storage"}
         assert list((config.data_dir / "tmp").iterdir()) == []

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from jobsvc.db import Database, migrations, schema_path
+from jobsvc.storage.db import Database, migrations, schema_path
 
 
 def test_migrations_are_numbered_in_order():
@@ -37,7 +37,7 @@ async def test_a_new_migration_upgrades_an_existing_database(tmp_path, monkeypat
     current = schema_path().read_text()
     version = len(migrations(current)) + 1
     upgraded = current + f"\n-- migration: {version}\nCREATE TABLE probe (id INTEGER PRIMARY KEY);\n"
-    monkeypatch.setattr("jobsvc.db.schema_path", lambda: _Text(upgraded))
+    monkeypatch.setattr("jobsvc.storage.db.schema_path", lambda: _Text(upgraded))
     db = Database(tmp_path / "j.sqlite3")
     await db.open()
     assert (await db.fetchone("PRAGMA user_version"))[0] == version

@@ -7,7 +7,7 @@ import time
 import aiohttp
 import pytest
 
-from jobsvc import server
+from jobsvc.http import server
 
 from .conftest import auth
 

@@ -1,4 +1,4 @@
-"""GitLab's job state machine and pipeline processing (jobsvc.statemachine).
+"""GitLab's job state machine and pipeline processing (jobsvc.domain.statemachine).
 
 The before/after tables restate, as facts, what gitlabhq's
 ``spec/services/ci/pipeline_processing/test_cases/*.yml`` expect; the
@@ -14,10 +14,15 @@ from itertools import product
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
-from jobsvc.params import STATUSES
-from jobsvc.statemachine import (
+from jobsvc.domain.statemachine import (
     ACTIONABLE_WHEN,
     EVENTS,
     JobState,
@@ -32,7 +37,7 @@ from jobsvc.statemachine import (
     timestamps_for,
     transition,
 )
-from jobsvc.statuses import COMPLETED, FINISHED
+from jobsvc.domain.statuses import COMPLETED, FINISHED, STATUSES
 
 BUILD, TEST, DEPLOY = 0, 1, 2
 
@@ -471,7 +476,7 @@ def test_reset_then_processing_makes_manual_jobs_manual_again() -> None:
 
 
 class Pipeline:
-    """Jobs plus the timestamps each has been given, changed only through jobsvc.statemachine."""
+    """Jobs plus the timestamps each has been given, changed only through jobsvc.domain.statemachine."""
 
     def __init__(self, states: list[JobState]):
         self.jobs = list(states)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from jobsvc import pagination, params
-from jobsvc.errors import ParamError
-from jobsvc.statuses import composite
+from jobsvc.domain.errors import ParamError
+from jobsvc.domain.statuses import composite
+from jobsvc.http import pagination, params
 
 
 def _nested(levels: int, value: str) -> object:

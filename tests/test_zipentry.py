@@ -18,17 +18,20 @@ import pytest
 from aiohttp import ClientPayloadError, web
 from aiohttp.test_utils import make_mocked_request
 
-from jobsvc import zipentry
-from jobsvc.zipentry import (
+from jobsvc.http import zipstream
+from jobsvc.http.zipstream import (
+    InvalidEntryPath,
+    content_disposition,
+    content_type_for,
+    validate_entry_path,
+)
+from jobsvc.storage import zipindex
+from jobsvc.storage.zipindex import (
     CHUNK,
     MIB,
     ArchiveError,
     ArchiveLimitError,
     IndexCache,
-    InvalidEntryPath,
-    content_disposition,
-    content_type_for,
-    validate_entry_path,
 )
 
 HELLO = b"hello world\n"
@@ -87,14 +90,14 @@ def entry_app(archive: Path, cache: IndexCache | None = None) -> web.Application
 
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
-            name = zipentry.request_entry_path(request, "path")
+            name = zipstream.request_entry_path(request, "path")
         except InvalidEntryPath:
             return web.json_response({"message": "400 Bad request"}, status=400)
         try:
-            entry = await zipentry.find_entry(archive, name, cache=cache)
+            entry = await zipindex.find_entry(archive, name, cache=cache)
             if entry is None:
                 return web.Response(status=404, text="404 page not found\n")
-            return await zipentry.stream_entry(request, archive, entry, headers={"Cache-Control": "private"})
+            return await zipstream.stream_entry(request, archive, entry, headers={"Cache-Control": "private"})
         except ArchiveError:
             return web.Response(status=500)
 
@@ -112,7 +115,7 @@ def serve(aiohttp_client):
 
 
 def producers() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "zipentry-producer"]
+    return [thread for thread in threading.enumerate() if thread.name == "zipstream-producer"]
 
 
 def open_descriptors(path: Path) -> list[str]:
@@ -293,7 +296,7 @@ def test_every_disposition_is_a_header_aiohttp_sends():
     [(0, 100 * MIB), (1024 * MIB, 100 * MIB), (1024 * MIB + 10, (1024 * MIB + 10) // 10), (10240 * MIB, 1024 * MIB)],
 )
 def test_central_directory_limit_follows_workhorse(size, limit):
-    assert zipentry.central_directory_limit(size) == limit
+    assert zipindex.central_directory_limit(size) == limit
 
 
 # --- the index -------------------------------------------------------------------------------
@@ -303,22 +306,22 @@ def test_central_directory_limit_follows_workhorse(size, limit):
 def parses(monkeypatch) -> list[Path]:
     """Records every central-directory parse."""
     seen: list[Path] = []
-    real = zipentry._read_index
+    real = zipindex._read_index
 
     def counting(fd, key, max_entries):
         seen.append(Path(key.path))
         return real(fd, key, max_entries)
 
-    monkeypatch.setattr(zipentry, "_read_index", counting)
+    monkeypatch.setattr(zipindex, "_read_index", counting)
     return seen
 
 
 async def test_lookup_is_exact_and_the_first_duplicate_wins(archive):
     cache = IndexCache()
-    assert (await zipentry.find_entry(archive, "dup.txt", cache=cache)).file_size == len(b"first\n")
+    assert (await zipindex.find_entry(archive, "dup.txt", cache=cache)).file_size == len(b"first\n")
     for missing in ("dir", "DUP.TXT", "out/../hello.txt", "/hello.txt", "./hello.txt", "hello.txt/"):
-        assert await zipentry.find_entry(archive, missing, cache=cache) is None
-    entry = await zipentry.find_entry(str(archive), "dir/", cache=cache)
+        assert await zipindex.find_entry(archive, missing, cache=cache) is None
+    entry = await zipindex.find_entry(str(archive), "dir/", cache=cache)
     assert entry.file_size == 0 and entry.name == "dir/"
 
 
@@ -326,10 +329,10 @@ async def test_a_directory_is_parsed_once_and_reparsed_when_the_file_changes(tmp
     cache = IndexCache()
     path = make_zip(tmp_path / "a.zip", {"a.txt": b"one"})
     for _ in range(3):
-        assert await zipentry.find_entry(path, "a.txt", cache=cache)
+        assert await zipindex.find_entry(path, "a.txt", cache=cache)
     assert parses == [path]
     make_zip(tmp_path / "b.zip", {"a.txt": b"three", "b.txt": b"two"}).replace(path)
-    entry = await zipentry.find_entry(path, "a.txt", cache=cache)
+    entry = await zipindex.find_entry(path, "a.txt", cache=cache)
     assert entry.file_size == 5 and parses == [path, path]
 
 
@@ -337,26 +340,26 @@ async def test_the_cache_evicts_the_least_recently_used(tmp_path, parses):
     paths = [make_zip(tmp_path / f"{n}.zip", {"x": b"x", "y": b"y"}) for n in range(3)]
     cache = IndexCache(max_archives=2)
     for path in (paths[0], paths[1], paths[0], paths[2], paths[0], paths[1]):
-        await zipentry.find_entry(path, "x", cache=cache)
+        await zipindex.find_entry(path, "x", cache=cache)
     assert parses == [paths[0], paths[1], paths[2], paths[1]]  # paths[0] was used last, so paths[1] went
     by_entries = IndexCache(max_cached_entries=3)  # two 2-entry archives do not fit
     for path in (paths[0], paths[1], paths[0]):
-        await zipentry.find_entry(path, "x", cache=by_entries)
+        await zipindex.find_entry(path, "x", cache=by_entries)
     assert parses[4:] == [paths[0], paths[1], paths[0]]
 
 
 async def test_concurrent_misses_parse_once(tmp_path, parses):
     path = make_zip(tmp_path / "a.zip", {f"f{n}": b"." for n in range(500)})
     cache = IndexCache()
-    found = await asyncio.gather(*(zipentry.find_entry(path, "f7", cache=cache) for _ in range(10)))
+    found = await asyncio.gather(*(zipindex.find_entry(path, "f7", cache=cache) for _ in range(10)))
     assert all(found) and parses == [path]
 
 
 async def test_too_many_entries_are_refused(tmp_path):
     path = make_zip(tmp_path / "a.zip", {f"f{n}": b"." for n in range(10)})
     with pytest.raises(ArchiveLimitError):
-        await zipentry.find_entry(path, "f1", cache=IndexCache(max_entries=9))
-    assert await zipentry.find_entry(path, "f1", cache=IndexCache(max_entries=10))
+        await zipindex.find_entry(path, "f1", cache=IndexCache(max_entries=9))
+    assert await zipindex.find_entry(path, "f1", cache=IndexCache(max_entries=10))
 
 
 async def test_an_oversized_central_directory_is_refused_before_it_is_read(tmp_path):
@@ -365,7 +368,7 @@ async def test_an_oversized_central_directory_is_refused_before_it_is_read(tmp_p
     struct.pack_into("<L", data, data.rfind(b"PK\x05\x06") + 12, 100 * MIB + 1)
     path.write_bytes(data)
     with pytest.raises(ArchiveLimitError):
-        await zipentry.find_entry(path, "a", cache=IndexCache())
+        await zipindex.find_entry(path, "a", cache=IndexCache())
 
 
 @pytest.mark.parametrize(
@@ -379,14 +382,14 @@ async def test_what_is_not_a_plain_zip_is_refused(tmp_path, content):
         content += make_zip(tmp_path / "b.zip", {"a": b"a"}).read_bytes()
     path.write_bytes(content)
     with pytest.raises(ArchiveError):
-        await zipentry.find_entry(path, "a", cache=IndexCache())
+        await zipindex.find_entry(path, "a", cache=IndexCache())
 
 
 async def test_an_empty_zip_has_no_entries_and_a_missing_one_raises(tmp_path):
     path = make_zip(tmp_path / "a.zip", {})
-    assert await zipentry.find_entry(path, "a", cache=IndexCache()) is None
+    assert await zipindex.find_entry(path, "a", cache=IndexCache()) is None
     with pytest.raises(FileNotFoundError):
-        await zipentry.find_entry(tmp_path / "missing.zip", "a", cache=IndexCache())
+        await zipindex.find_entry(tmp_path / "missing.zip", "a", cache=IndexCache())
 
 
 async def test_names_compare_as_bytes_whatever_the_utf8_flag(tmp_path):
@@ -399,24 +402,24 @@ async def test_names_compare_as_bytes_whatever_the_utf8_flag(tmp_path):
         struct.pack_into("<H", data, flags_at, flags & ~0x800)
     path.write_bytes(data)
     assert zipfile.ZipFile(path).namelist() == ["café.txt".encode().decode("cp437")]
-    assert await zipentry.find_entry(path, "café.txt", cache=IndexCache())
+    assert await zipindex.find_entry(path, "café.txt", cache=IndexCache())
 
 
 def test_inflation_comes_in_bounded_pieces():
     packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     compressed = packer.compress(bytes(16 * MIB)) + packer.flush()
     assert len(compressed) < 20_000
-    pieces = list(zipentry._inflated(iter([compressed[:7000], compressed[7000:]])))
+    pieces = list(zipindex._inflated(iter([compressed[:7000], compressed[7000:]])))
     assert max(map(len, pieces)) <= CHUNK and sum(map(len, pieces)) == 16 * MIB
     with pytest.raises(ArchiveError, match="ends early"):
-        list(zipentry._inflated(iter([compressed[:-10]])))
+        list(zipindex._inflated(iter([compressed[:-10]])))
     with pytest.raises(ArchiveError, match="corrupt"):
-        list(zipentry._inflated(iter([b"\xff" * 100])))
+        list(zipindex._inflated(iter([b"\xff" * 100])))
 
 
 def test_checking_stops_as_soon_as_an_entry_outgrows_its_declared_size():
-    entry = zipentry.EntryInfo("x", zipentry.ArchiveKey("x.zip", 0, 0, 0), 8, 0, 0, 0, 3 * CHUNK, 0, 0)
-    pieces = zipentry._verified(itertools.repeat(b"x" * CHUNK), entry)  # an endless bomb
+    entry = zipindex.EntryInfo("x", zipindex.ArchiveKey("x.zip", 0, 0, 0), 8, 0, 0, 0, 3 * CHUNK, 0, 0)
+    pieces = zipindex._verified(itertools.repeat(b"x" * CHUNK), entry)  # an endless bomb
     assert [len(next(pieces)) for _ in range(2)] == [CHUNK, CHUNK]
     with pytest.raises(ArchiveError, match="more bytes"):
         next(pieces)
@@ -603,10 +606,10 @@ async def test_an_archive_that_lies_ends_in_a_short_body(serve, tmp_path, fields
 
 async def test_a_replaced_archive_is_not_read_with_a_stale_index(tmp_path):
     path = make_zip(tmp_path / "a.zip", {"a.txt": HELLO})
-    entry = await zipentry.find_entry(path, "a.txt", cache=IndexCache())
+    entry = await zipindex.find_entry(path, "a.txt", cache=IndexCache())
     make_zip(tmp_path / "b.zip", {"other": b"x", "a.txt": b"different"}).replace(path)
     with pytest.raises(ArchiveError, match="changed"):
-        await zipentry.stream_entry(make_mocked_request("GET", "/f/a.txt"), path, entry)
+        await zipstream.stream_entry(make_mocked_request("GET", "/f/a.txt"), path, entry)
     assert not open_descriptors(path)
 
 

@@ -1,7 +1,7 @@
 """The job actions of the API: cancel, retry, erase, play.
 
 Each is one BEGIN IMMEDIATE transaction: read the job, decide with
-jobsvc.statemachine, apply a guarded UPDATE, let the pipeline catch up.
+jobsvc.domain.statemachine, apply a guarded UPDATE, let the pipeline catch up.
 Concurrent callers queue on the write lock, so fifty retries of one failed
 job make exactly one new job and the other forty-nine see ``retried``.
 """
@@ -12,11 +12,11 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from jobsvc import statemachine
-from jobsvc.db import Database, Tx
+from jobsvc.domain import statemachine
+from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import artifacts, processing
-from jobsvc.store import Store
-from jobsvc.timefmt import now_iso
+from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.store import Store
 
 
 class ActionRefused(Exception):

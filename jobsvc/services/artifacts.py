@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from jobsvc.db import Database, DatabaseFull, Tx
+from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
 from jobsvc.services import jobstate
-from jobsvc.store import Incoming, Store
-from jobsvc.timefmt import format_utc, now_iso, utcnow
+from jobsvc.storage.db import Database, DatabaseFull, Tx
+from jobsvc.storage.store import Incoming, Store
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import json
 import logging
 import sqlite3
 
-from jobsvc import auth, errors, statemachine
-from jobsvc.db import Database, DatabaseFull, Tx
+from jobsvc.domain import errors, statemachine, tokens
+from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import processing
-from jobsvc.store import Store
-from jobsvc.timefmt import now_iso
+from jobsvc.storage.db import Database, DatabaseFull, Tx
+from jobsvc.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ async def authenticate_job(db: Database, job_id: int | None, token: str | None) 
         )
     if job is None or not token or job["token_digest"] is None:
         raise errors.forbidden()
-    if not hmac.compare_digest(job["token_digest"], auth.digest(token)):
+    if not hmac.compare_digest(job["token_digest"], tokens.digest(token)):
         raise errors.forbidden()
     check_alive(job)
     return job
@@ -156,7 +156,7 @@ async def running_job_by_token(db: Database, token: str | None) -> sqlite3.Row |
         return None
     job = await db.fetchone(
         "SELECT id, status, project_id, pipeline_id, stage_idx, needs FROM jobs WHERE token_digest = ?",
-        (auth.digest(token),),
+        (tokens.digest(token),),
     )
     return job if job is not None and job["status"] in ALIVE_FOR_RUNNER else None
 

@@ -8,8 +8,8 @@ import sqlite3
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobsvc.db import Database
-from jobsvc.timefmt import parse, utcnow
+from jobsvc.domain.timefmt import parse, utcnow
+from jobsvc.storage.db import Database
 
 FAILURE_REASONS = [
     "unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure",

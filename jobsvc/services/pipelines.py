@@ -1,6 +1,6 @@
 """Creating a pipeline from the project's CI definition (``POST /projects/:id/pipeline``).
 
-The definition is parsed whole before anything is written (jobsvc.ciconfig refuses
+The definition is parsed whole before anything is written (jobsvc.domain.ciconfig refuses
 keys it does not understand), then the pipeline and all its jobs are inserted and
 processed in one transaction, so the first stage is pending when it commits.
 """
@@ -11,10 +11,10 @@ import hashlib
 import json
 import sqlite3
 
-from jobsvc.ciconfig import CiConfigError, PipelineDefinition, parse_ci_config
-from jobsvc.db import Database, Tx
+from jobsvc.domain.ciconfig import CiConfigError, PipelineDefinition, parse_ci_config
+from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import processing
-from jobsvc.timefmt import now_iso
+from jobsvc.storage.db import Database, Tx
 
 
 class PipelineRefused(Exception):

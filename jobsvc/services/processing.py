@@ -1,6 +1,6 @@
 """Keeping a pipeline what GitLab would show after any of its jobs changed.
 
-Runs inside the transaction that changed the job: jobsvc.statemachine decides
+Runs inside the transaction that changed the job: jobsvc.domain.statemachine decides
 which ``created`` jobs move on (pending, manual, scheduled or skipped), the
 changes are written with guarded UPDATEs, and the pipeline's status is
 recomputed from its latest jobs with GitLab's composite rules.
@@ -15,12 +15,12 @@ import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 
-from jobsvc import statemachine
-from jobsvc.db import Database, Tx
-from jobsvc.durations import DurationError, parse_duration
-from jobsvc.statemachine import JobState
-from jobsvc.statuses import COMPLETED
-from jobsvc.timefmt import format_utc, now_iso, utcnow
+from jobsvc.domain import statemachine
+from jobsvc.domain.durations import DurationError, parse_duration
+from jobsvc.domain.statemachine import JobState
+from jobsvc.domain.statuses import COMPLETED
+from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
+from jobsvc.storage.db import Database, Tx
 
 log = logging.getLogger(__name__)
 

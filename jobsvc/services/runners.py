@@ -14,10 +14,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from jobsvc import auth
-from jobsvc.db import Database, Tx
+from jobsvc.domain import tokens
+from jobsvc.domain.timefmt import now_iso, parse, utcnow
 from jobsvc.services import processing
-from jobsvc.timefmt import now_iso, parse, utcnow
+from jobsvc.storage.db import Database, Tx
 
 MAX_TAGS = 50
 CONTACT_EVERY_SECONDS = 60
@@ -44,7 +44,7 @@ def registration_token_ok(given: str, configured: str) -> bool:
     if not configured:
         return False
     return hmac.compare_digest(
-        hashlib.sha256(auth.token_bytes(given)).digest(), hashlib.sha256(auth.token_bytes(configured)).digest()
+        hashlib.sha256(tokens.token_bytes(given)).digest(), hashlib.sha256(tokens.token_bytes(configured)).digest()
     )
 
 
@@ -73,7 +73,7 @@ async def register(db: Database, params: dict[str, Any]) -> tuple[int, str]:
             (
                 str(params.get("description") or ""),
                 info.get("name"),
-                auth.digest(token),
+                tokens.digest(token),
                 json.dumps(tags),
                 int(_flag(params.get("run_untagged"), True)),
                 int(paused),
@@ -104,7 +104,7 @@ def _int(value: Any) -> int | None:
 
 
 async def by_token(db: Database, token: str) -> sqlite3.Row | None:
-    return await db.fetchone("SELECT * FROM runners WHERE token_digest = ?", (auth.digest(token),))
+    return await db.fetchone("SELECT * FROM runners WHERE token_digest = ?", (tokens.digest(token),))
 
 
 async def delete(db: Database, runner_id: int) -> None:
@@ -183,7 +183,7 @@ async def assign_job(db: Database, runner: sqlite3.Row) -> Assignment | None:
                         """UPDATE jobs SET status = 'running', runner_id = ?, started_at = ?, updated_at = ?,
                                token_digest = ?, queued_at = COALESCE(queued_at, ?)
                             WHERE id = ? AND status = 'pending'""",
-                        (runner["id"], now, now, auth.digest(token), now, row["id"]),
+                        (runner["id"], now, now, tokens.digest(token), now, row["id"]),
                     )
                     if changed:
                         await processing.after_job_change(tx, row["id"])

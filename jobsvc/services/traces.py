@@ -32,10 +32,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from jobsvc import errors
-from jobsvc.db import Database
+from jobsvc.domain import errors
 from jobsvc.services import jobstate
-from jobsvc.store import Store
+from jobsvc.storage.db import Database
+from jobsvc.storage.store import Store
 
 MAX_PATCH = 64 * 1024 * 1024
 

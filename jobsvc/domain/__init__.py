@@ -1,0 +1,4 @@
+"""Pure rules: statuses, the state machine, policy, CI config, durations, times, tokens.
+
+Imports nothing from storage, services or http.
+"""

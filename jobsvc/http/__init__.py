@@ -1,0 +1,1 @@
+"""The HTTP layer: app, routes, middleware, handlers, request parsing, pagination, ranges, entities."""

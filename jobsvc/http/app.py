@@ -1,0 +1,78 @@
+"""The application factory: tests, the local mock and production build the same app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from jobsvc.domain.ratelimit import RateLimiter
+from jobsvc.http import routes
+from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, STORE
+from jobsvc.http.middleware import error_middleware, security_headers
+from jobsvc.services import artifacts, processing
+from jobsvc.settings import Config
+from jobsvc.storage import fixture_format, fixtures
+from jobsvc.storage.db import Database
+from jobsvc.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+DEMO_FIXTURE = Path(__file__).resolve().parents[1] / "demo" / "demo.yaml"
+
+
+def fixture_paths(config: Config) -> list[Path]:
+    paths = [Path(p) for p in config.fixtures]
+    if config.demo:
+        paths.insert(0, DEMO_FIXTURE)
+    return paths
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    """The database and the file store, with the configured fixtures loaded."""
+    config = app[CONFIG]
+    store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
+    store.prepare()
+    db = Database(config.db_path)
+    await db.open()
+    try:
+        for path in fixture_paths(config):
+            summary = await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
+            log.info("%s", summary)
+        await artifacts.reconcile(db, store)
+        row = await db.fetchone("SELECT value FROM instance_settings WHERE key = 'external_url'")
+        app[EXTERNAL_URL] = row[0] if row else ""
+        app[DB] = db
+        app[STORE] = store
+        yield
+    finally:
+        await db.close()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The tasks that run for as long as the app does: the artifact sweeper and the delayed-job scheduler."""
+    tasks = [
+        asyncio.create_task(artifacts.sweeper(app[DB], app[STORE], app[CONFIG].sweep_interval)),
+        asyncio.create_task(processing.scheduler(app[DB])),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[RATE_LIMITER] = RateLimiter(config.jobs_rate_limit)
+    app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_background)
+    app.on_response_prepare.append(security_headers)
+    routes.setup(app)
+    return app

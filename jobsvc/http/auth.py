@@ -1,0 +1,131 @@
+"""Who is calling: personal access tokens and CI job tokens, as GitLab finds them.
+
+Tokens are looked up by their SHA-256 digest (an indexed equality), never
+compared as strings. Failures answer GitLab's bodies: 401 for unknown tokens,
+rack-oauth2's ``invalid_token`` for expired and revoked ones, 403
+``insufficient_scope`` for a ``read_api`` token on anything but GET/HEAD,
+403 for blocked users.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from jobsvc.domain import errors
+from jobsvc.domain.timefmt import today
+from jobsvc.domain.tokens import digest
+from jobsvc.http.keys import DB
+from jobsvc.http.urls import base_url
+from jobsvc.storage.repo import Repository
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a user, acting through a PAT or a running job's token."""
+
+    user: sqlite3.Row
+    job_id: int | None = None  # set when authenticated by a job token
+    job_project_id: int | None = None
+
+    @property
+    def user_id(self) -> int:
+        return self.user["id"]
+
+    @property
+    def admin(self) -> bool:
+        return bool(self.user["admin"])
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def _private_token(request: web.Request) -> str | None:
+    return (
+        request.headers.get("PRIVATE-TOKEN") or request.query.get("private_token") or request.query.get("access_token")
+    )
+
+
+def _job_token(request: web.Request) -> str | None:
+    return request.headers.get("JOB-TOKEN") or request.query.get("job_token")
+
+
+def _check_user(user: sqlite3.Row, base: str) -> None:
+    if user["state"] == "blocked":
+        raise errors.forbidden("Your account has been blocked.")
+    if user["state"] == "deactivated":
+        raise errors.forbidden(
+            "Your account has been deactivated by your administrator. Please log back in "
+            "from a web browser to reactivate your account at " + base
+        )
+
+
+async def _by_pat(repo: Repository, token: str, method: str, base: str) -> Principal:
+    row = await repo.token_by_digest(digest(token))
+    if row is None:
+        raise errors.unauthorized()
+    if row["revoked"]:
+        raise errors.invalid_token("revoked")
+    if row["expires_at"] is not None and row["expires_at"] <= today().isoformat():
+        raise errors.invalid_token("expired")
+    scopes = set(json.loads(row["scopes"]))
+    if "api" not in scopes and method not in READ_METHODS:
+        raise errors.insufficient_scope("api")
+    _check_user(row, base)
+    return Principal(row)
+
+
+async def _by_job_token(repo: Repository, token: str, base: str) -> Principal | None:
+    """The running job a token belongs to; None if it is no job's token."""
+    row = await repo.job_by_token_digest(digest(token))
+    if row is None:
+        return None
+    if row["job_status"] != "running" or row["id"] is None:
+        raise errors.unauthorized()
+    _check_user(row, base)
+    return Principal(row, job_id=row["job_id"], job_project_id=row["job_project_id"])
+
+
+async def authenticate(request: web.Request, *, job_token_allowed: bool = False) -> Principal | None:
+    """The caller, or None when no credentials were sent. Bad credentials raise."""
+    repo = Repository(request.app[DB])
+    base = base_url(request)
+    bearer = _bearer(request)
+    if job_token_allowed:
+        job_token = _job_token(request)
+        if job_token is not None:
+            principal = await _by_job_token(repo, job_token, base)
+            if principal is None:
+                raise errors.unauthorized()
+            return principal
+        if bearer is not None:
+            principal = await _by_job_token(repo, bearer, base)
+            if principal is not None:
+                return principal
+    token = _private_token(request) or bearer
+    if token is None:
+        return None
+    return await _by_pat(repo, token, request.method, base)
+
+
+async def require(request: web.Request, *, job_token_allowed: bool = False) -> Principal:
+    """``authenticate!``: 401 without valid credentials."""
+    principal = await authenticate(request, job_token_allowed=job_token_allowed)
+    if principal is None:
+        raise errors.unauthorized()
+    return principal
+
+
+async def job_token_principal(request: web.Request, token: str) -> Principal | None:
+    """The caller a job token stands for (its job's user), for the runner's own routes."""
+    return await _by_job_token(Repository(request.app[DB]), token, base_url(request))

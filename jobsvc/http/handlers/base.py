@@ -1,0 +1,109 @@
+"""Small helpers shared by the handlers: JSON responses, route parameters, project lookup."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from jobsvc.domain import errors, numbers
+from jobsvc.domain.policy import Access, is_protected
+from jobsvc.http import pagination
+from jobsvc.http.auth import Principal
+from jobsvc.http.keys import DB
+from jobsvc.http.urls import base_url
+from jobsvc.storage.repo import Repository
+
+__all__ = [
+    "base_url",
+    "find_project",
+    "find_project_by_id",
+    "int_param",
+    "job_of",
+    "json_response",
+    "link_path",
+    "protected_ref",
+    "repo",
+]
+
+JSON = "application/json"
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+def link_path(request: web.Request) -> str:
+    """The path for pagination links: the request's own, still percent-encoded as the client sent it."""
+    return pagination.link_path(request.rel_url.raw_path)
+
+
+def repo(request: web.Request) -> Repository:
+    return Repository(request.app[DB])
+
+
+def int_param(request: web.Request, name: str, *, message_name: str | None = None) -> int | None:
+    """A route segment that Grape declares as Integer: ``{"error": "job_id is invalid"}`` otherwise.
+
+    None for an integer past 64 bits: an id no row can have, so that its lookup finds nothing.
+    """
+    try:
+        return numbers.parse_id(request.match_info[name])
+    except numbers.NotAnInteger:
+        raise errors.ParamError([f"{message_name or name} is invalid"]) from None
+
+
+async def find_project(request: web.Request, principal: Principal | None) -> tuple[sqlite3.Row, Access]:
+    """``find_project!``: by numeric id or (case-insensitive) full path; 404 when not readable."""
+    ident = request.match_info["id"]
+    user_id = principal.user_id if principal else None
+    repository = repo(request)
+    if numbers.is_integer(ident):
+        project_id = numbers.parse_id(ident)  # past 64 bits: no project has that id
+        row = None if project_id is None else await repository.project_by_id(project_id, user_id)
+    elif "/" in ident:
+        row = await repository.project_by_path(ident, user_id)
+    else:
+        row = None
+    return _readable_project(row, principal)
+
+
+async def find_project_by_id(
+    request: web.Request, principal: Principal | None, project_id: int
+) -> tuple[sqlite3.Row, Access]:
+    row = await repo(request).project_by_id(project_id, principal.user_id if principal else None)
+    return _readable_project(row, principal)
+
+
+def _readable_project(row: sqlite3.Row | None, principal: Principal | None) -> tuple[sqlite3.Row, Access]:
+    if row is None:
+        raise errors.not_found("Project")
+    # A job token reaches only its own job's project.
+    if principal is not None and principal.job_project_id is not None and principal.job_project_id != row["id"]:
+        raise errors.not_found("Project")
+    access = Access(
+        signed_in=principal is not None,
+        admin=principal is not None and principal.admin,
+        level=row["access_level"],
+        visibility=row["visibility"],
+        public_builds=bool(row["public_builds"]),
+    )
+    if not access.read_project():
+        raise errors.not_found("Project")
+    return row, access
+
+
+async def job_of(request: web.Request, project: sqlite3.Row) -> sqlite3.Row:
+    """The job named by the route in this project, or GitLab's RecordNotFound 404."""
+    job_id = int_param(request, "job_id")
+    row = None if job_id is None else await repo(request).job(project["id"], job_id)
+    if row is None:
+        raise errors.record_not_found()
+    return row
+
+
+async def protected_ref(request: web.Request, project: sqlite3.Row, ref: str) -> bool:
+    return is_protected(ref, await repo(request).protected_branches(project["id"]))

@@ -1,0 +1,20 @@
+"""Typed application keys: handlers import these, never the app module."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from jobsvc.domain.ratelimit import RateLimiter
+    from jobsvc.settings import Config
+    from jobsvc.storage.db import Database
+    from jobsvc.storage.store import Store
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+DB: web.AppKey[Database] = web.AppKey("db")
+STORE: web.AppKey[Store] = web.AppKey("store")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+# The external URL a fixture declared (the setting, when given, wins over it).
+EXTERNAL_URL: web.AppKey[str] = web.AppKey("external_url")

@@ -1,0 +1,366 @@
+"""The file store: every on-disk path for artifacts and logs comes from here.
+
+Layout under the data directory::
+
+    tmp/<random>.part                   files being written; removed on start
+    artifacts/<job id>/<sha256>.<ext>   job artifact files (archive, metadata, reports)
+    traces/<job id>.log                 job logs (live and archived)
+
+Names come from ids and content hashes, never from client input. A complete
+file appears in one step: write to ``tmp/``, fsync, ``os.replace`` into place,
+fsync the directory; only then does the caller commit the database row that
+points at it (by its *key*, the path relative to the root).
+
+Free-space reserve: with ``min_free`` set, an upload or log append that would
+leave less than that on the store's filesystem is refused (``StoreFull``)
+before it writes anything, and an upload is counted against the room measured
+when it starts, so a disk filled by artifacts still has room for the
+database's state changes and deletes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+
+from jobsvc.storage.db import free_bytes
+
+log = logging.getLogger(__name__)
+
+_KEY = re.compile(r"\A(?:artifacts/[0-9]+/[0-9a-f]{64}\.[a-z0-9]+(?:\.[a-z0-9]+)?|traces/[0-9]+\.log)\Z")
+_EXTENSIONS = {"zip": "zip", "gzip": "gz", "raw": "raw"}
+
+
+class StoreError(Exception):
+    """A key that the store did not make, or a file that should be there and is not."""
+
+
+class StoreFull(Exception):
+    """The disk is full (ENOSPC) or the file size limit was hit (EFBIG); nothing was half-written."""
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+class TooLarge(Exception):
+    """An upload went past its size limit while streaming."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An upload written to ``tmp/`` and fsynced, not yet in place."""
+
+    path: Path
+    size: int
+    sha256: str
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str
+    size: int
+    sha256: str
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    def __init__(self, root: Path, min_free: int = 0):
+        self.root = root
+        self.tmp = root / "tmp"
+        self.min_free = min_free
+        self._trace_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def prepare(self) -> None:
+        """Create the directories and remove what a crash left half-written."""
+        for sub in ("tmp", "artifacts", "traces"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp.glob("*.part"):
+            log.warning("removing unfinished file %s", leftover)
+            leftover.unlink(missing_ok=True)
+
+    def room(self) -> int | None:
+        """Bytes uploads and appends may still write before reaching the reserve; None: no reserve."""
+        if self.min_free <= 0:
+            return None
+        return free_bytes(self.root) - self.min_free
+
+    def path(self, key: str) -> Path:
+        """The file of a key this store made; anything else is refused."""
+        if not _KEY.match(key):
+            raise StoreError(f"not a store key: {key!r}")
+        return self.root / key
+
+    @staticmethod
+    def artifact_key(job_id: int, sha256: str, file_format: str | None) -> str:
+        return f"artifacts/{int(job_id)}/{sha256}.{_EXTENSIONS.get(file_format or 'raw', 'raw')}"
+
+    @staticmethod
+    def trace_key(job_id: int) -> str:
+        return f"traces/{int(job_id)}.log"
+
+    def _temp_path(self) -> Path:
+        return self.tmp / f"{uuid.uuid4().hex}.part"
+
+    def _install(self, temp: Path, key: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, target)
+        _fsync_dir(target.parent)
+
+    def put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
+        """Store an artifact file from bytes in memory (blocking; for small fixture archives)."""
+        digest = hashlib.sha256(data).hexdigest()
+        key = self.artifact_key(job_id, digest, file_format)
+        self._write_whole(key, data)
+        return StoredFile(key, len(data), digest)
+
+    def put_trace(self, job_id: int, data: bytes) -> StoredFile:
+        """Replace a job's whole log (blocking)."""
+        key = self.trace_key(job_id)
+        self._write_whole(key, data)
+        return StoredFile(key, len(data), hashlib.sha256(data).hexdigest())
+
+    def put_file(self, job_id: int, source: Path, file_format: str | None) -> StoredFile:
+        """Store a copy of an existing file as an artifact, read in chunks (blocking)."""
+        temp, size, digest = self._copy(source)
+        return self.install(Incoming(temp, size, digest), job_id, file_format)
+
+    def put_trace_file(self, job_id: int, source: Path) -> StoredFile:
+        """Replace a job's log with a copy of a file, read in chunks (blocking)."""
+        temp, size, digest = self._copy(source)
+        key = self.trace_key(job_id)
+        try:
+            self._install(temp, key)
+        finally:
+            temp.unlink(missing_ok=True)
+        return StoredFile(key, size, digest)
+
+    def _copy(self, source: Path) -> tuple[Path, int, str]:
+        temp = self._temp_path()
+        hasher, size = hashlib.sha256(), 0
+        try:
+            with open(source, "rb") as src, open(temp, "xb") as dst:
+                while chunk := src.read(1024 * 1024):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp, size, hasher.hexdigest()
+
+    def temp_file(self) -> Path:
+        """A fresh path in ``tmp/`` for a file being built (removed on start if left behind)."""
+        return self._temp_path()
+
+    def _write_whole(self, key: str, data: bytes) -> None:
+        temp = self._temp_path()
+        try:
+            with open(temp, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._install(temp, key)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> Incoming:
+        """Stream an upload into ``tmp/``, counting and hashing; over ``limit`` bytes raises TooLarge.
+
+        Nothing is left behind when this raises (too large, disk full, client gone).
+        """
+        room = self.room()
+        if room is not None and room <= 0:
+            raise StoreFull("the free-space reserve is reached")
+        temp = self._temp_path()
+        hasher, size = hashlib.sha256(), 0
+        try:
+            async with aiofiles.open(temp, "xb") as handle:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge(limit)
+                    if room is not None and size > room:
+                        raise StoreFull("the upload would go past the free-space reserve")
+                    hasher.update(chunk)
+                    await handle.write(chunk)
+                await handle.flush()
+                await asyncio.to_thread(os.fsync, handle.fileno())
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            if exc.errno in _FULL:
+                raise StoreFull(str(exc)) from None
+            raise
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return Incoming(temp, size, hasher.hexdigest())
+
+    def install(self, incoming: Incoming, job_id: int, file_format: str | None) -> StoredFile:
+        """Move a received upload to its final, content-addressed name (blocking)."""
+        key = self.artifact_key(job_id, incoming.sha256, file_format)
+        try:
+            self._install(incoming.path, key)
+        finally:
+            incoming.path.unlink(missing_ok=True)
+        return StoredFile(key, incoming.size, incoming.sha256)
+
+    def remove(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def list_artifact_files(self) -> list[Path]:
+        return [path for path in (self.root / "artifacts").glob("*/*") if path.is_file()]
+
+    # --- logs --------------------------------------------------------------------------
+
+    def trace_path(self, job_id: int) -> Path:
+        return self.path(self.trace_key(job_id))
+
+    def trace_lock(self, job_id: int) -> asyncio.Lock:
+        """The per-job lock every writer of a log holds (appends, archiving, erasing)."""
+        lock = self._trace_locks.get(job_id)
+        if lock is None:
+            lock = self._trace_locks[job_id] = asyncio.Lock()
+        return lock
+
+    @contextlib.asynccontextmanager
+    async def trace_appender(self, job_id: int) -> AsyncIterator[TraceAppend]:
+        """An append to a job's log, opened at its current end; the caller holds ``trace_lock(job_id)``.
+
+        Unless ``commit()`` succeeded, leaving the block truncates the log back to where it was, so it
+        stays an exact prefix of what the runner sent, whatever failed (full disk, client gone, refused).
+        """
+        path = self.trace_path(job_id)
+        created = False
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:  # the first append makes the log (one syscall in the usual case)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            created = True
+        appender = TraceAppend(path, fd, os.fstat(fd).st_size, created, self.room())
+        try:
+            yield appender
+        finally:
+            await appender.close()
+
+
+CHUNK = 256 * 1024
+# Log writes and their fdatasync run here, not in the default executor (a handful of threads): each log
+# needs its own fdatasync, and with many in flight at once the filesystem commits them together (ext4's
+# journal batches concurrent syncs), so concurrent appends of different jobs share the cost of a flush.
+_LOG_IO = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="jobsvc-log")
+
+
+def _datasync(fd: int) -> None:
+    os.fdatasync(fd)
+
+
+class TraceAppend:
+    """Bytes going onto the end of one log: buffered up to CHUNK, written as they come, fdatasynced on commit.
+
+    At most about two CHUNKs are held in memory whatever the body's size. Writes run on a worker thread;
+    a cancelled caller still waits for the write in flight before the log is truncated back.
+    """
+
+    def __init__(self, path: Path, fd: int, size: int, created: bool, room: int | None):
+        self.path = path
+        self.start = size  # the log's length before this append
+        self.written = 0
+        self._fd = fd
+        self._created = created
+        self._room = room
+        self._buffer = bytearray()
+        self._pending: asyncio.Future[None] | None = None
+        self._committed = False
+
+    @property
+    def appended(self) -> int:
+        """Bytes passed to ``write`` so far (written or still buffered)."""
+        return self.written + len(self._buffer)
+
+    @property
+    def size(self) -> int:
+        """The log's length with what was passed to ``write`` so far."""
+        return self.start + self.appended
+
+    async def write(self, data: bytes) -> None:
+        if self._room is not None and self.appended + len(data) > self._room:
+            raise StoreFull("the append would go past the free-space reserve")
+        self._buffer += data
+        if len(self._buffer) >= CHUNK:
+            await self._run(self._flush)
+
+    async def commit(self) -> int:
+        """Write what is buffered and fdatasync: once this returns, the bytes survive a crash. The new size."""
+        await self._run(self._flush_and_sync)
+        self._committed = True
+        return self.start + self.written
+
+    async def _run(self, fn) -> None:
+        self._pending = asyncio.get_running_loop().run_in_executor(_LOG_IO, fn)
+        await asyncio.shield(self._pending)
+
+    def _flush(self) -> None:
+        data, self._buffer = bytes(self._buffer), bytearray()
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                self.written += written
+                view = view[written:]
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StoreFull(str(exc)) from None
+            raise
+
+    def _flush_and_sync(self) -> None:
+        if self._buffer:
+            self._flush()
+        try:
+            _datasync(self._fd)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StoreFull(str(exc)) from None
+            raise
+
+    async def close(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait([self._pending])
+        try:
+            if not self._committed:
+                self._buffer.clear()
+                if self.written:  # bytes reached the file: cut them, durably (a power loss must not revive them)
+                    os.ftruncate(self._fd, self.start)
+                    try:
+                        _datasync(self._fd)
+                    except OSError as exc:  # the error that made us roll back is the one to report
+                        log.warning("could not sync the truncated log %s: %s", self.path, exc)
+                if self._created and self.start == 0:
+                    self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
