@@ -305,7 +305,7 @@ async def _create_token(data_dir: Path, username: str, scope: str, name: str, ex
             """INSERT INTO personal_access_tokens (user_id, name, digest, scopes, expires_at, created_at)
                VALUES (?, ?, ?, ?, ?, ?)""",
             (
-                user[0],
+                user["id"],
                 name,
                 tokens.digest(token),
                 json.dumps([scope]),

@@ -89,7 +89,7 @@ async def test_doc_example_loads_as_described(text, expected, storage, tmp_path)
         with pytest.raises(fixture_format.FixtureError) as info:
             await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
         assert info.value.problems == expected
-        assert (await db.fetchone("SELECT count(*) FROM projects"))[0] == 0
+        assert (await db.fetchone("SELECT count(*) AS n FROM projects"))["n"] == 0
         return
     summary = await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
     assert not summary.skipped

@@ -133,8 +133,8 @@ async def test_clash_with_database_changes_nothing(storage, tmp_path):
     with pytest.raises(fixture_format.FixtureError) as info:
         await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(second), tmp_path))
     assert info.value.problems == ["users[1].id: 1 already exists in the database"]
-    assert (await db.fetchone("SELECT count(*) FROM users"))[0] == 1
-    assert (await db.fetchone("SELECT count(*) FROM projects"))[0] == 0
+    assert (await db.fetchone("SELECT count(*) AS n FROM users"))["n"] == 1
+    assert (await db.fetchone("SELECT count(*) AS n FROM projects"))["n"] == 0
     assert list((store.root / "artifacts").rglob("*.*")) == [] and list((store.root / "traces").iterdir()) == []
 
 
@@ -158,7 +158,7 @@ async def test_bad_reference_rolls_back_and_removes_files(storage, tmp_path):
     with pytest.raises(fixture_format.FixtureError) as info:
         await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(data), tmp_path))
     assert info.value.problems == ["projects[0].pipelines[0].jobs[1].user: no user 'nobody'"]
-    assert (await db.fetchone("SELECT count(*) FROM jobs"))[0] == 0
+    assert (await db.fetchone("SELECT count(*) AS n FROM jobs"))["n"] == 0
     assert [p for p in store.root.rglob("*") if p.is_file()] == [db.path] + [
         p for p in store.root.rglob("*") if p.is_file() and p.name.startswith("jobsvc.sqlite3-")
     ]

@@ -45,7 +45,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
             log.info("%s", summary)
         await artifacts.reconcile(db, store)
         row = await db.fetchone("SELECT value FROM instance_settings WHERE key = 'external_url'")
-        app[EXTERNAL_URL] = row[0] if row else ""
+        app[EXTERNAL_URL] = row["value"] if row else ""
         app[DB] = db
         app[STORE] = store
         yield

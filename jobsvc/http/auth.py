@@ -10,7 +10,6 @@ rack-oauth2's ``invalid_token`` for expired and revoked ones, 403
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -21,6 +20,7 @@ from jobsvc.domain.tokens import digest
 from jobsvc.http.keys import DB
 from jobsvc.http.urls import base_url
 from jobsvc.storage.repo import Repository
+from jobsvc.storage.rows import Row
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -29,7 +29,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 class Principal:
     """An authenticated caller: a user, acting through a PAT or a running job's token."""
 
-    user: sqlite3.Row
+    user: Row
     job_id: int | None = None  # set when authenticated by a job token
     job_project_id: int | None = None
 
@@ -60,7 +60,7 @@ def _job_token(request: web.Request) -> str | None:
     return request.headers.get("JOB-TOKEN") or request.query.get("job_token")
 
 
-def _check_user(user: sqlite3.Row, base: str) -> None:
+def _check_user(user: Row, base: str) -> None:
     if user["state"] == "blocked":
         raise errors.forbidden("Your account has been blocked.")
     if user["state"] == "deactivated":

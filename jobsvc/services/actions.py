@@ -9,13 +9,13 @@ job make exactly one new job and the other forty-nine see ``retried``.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 
 from jobsvc.domain import statemachine
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import artifacts, processing
 from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.rows import Row
 from jobsvc.storage.store import Store
 
 
@@ -34,7 +34,7 @@ class Variable:
     value: str
 
 
-async def _job(tx: Tx, job_id: int) -> sqlite3.Row:
+async def _job(tx: Tx, job_id: int) -> Row:
     row = await tx.fetchone(
         """SELECT j.*, r.info AS runner_info FROM jobs j LEFT JOIN runners r ON r.id = j.runner_id
             WHERE j.id = ?""",
@@ -44,7 +44,7 @@ async def _job(tx: Tx, job_id: int) -> sqlite3.Row:
     return row
 
 
-def _graceful(job: sqlite3.Row) -> bool:
+def _graceful(job: Row) -> bool:
     """Runners that announce ``cancel_gracefully`` run after_script on cancel: their jobs go to canceling."""
     info = json.loads(job["runner_info"] or "{}")
     return bool((info.get("features") or {}).get("cancel_gracefully"))
@@ -62,7 +62,7 @@ async def cancel(db: Database, job_id: int, *, force: bool) -> None:
     await db.write(work)
 
 
-async def _set_status(tx: Tx, job: sqlite3.Row, new: str, **extra: object) -> None:
+async def _set_status(tx: Tx, job: Row, new: str, **extra: object) -> None:
     now = now_iso()
     stamps = statemachine.timestamps_for(new)
     columns = {"status": new, "updated_at": now, **{name: now for name in stamps}, **extra}
@@ -73,7 +73,7 @@ async def _set_status(tx: Tx, job: sqlite3.Row, new: str, **extra: object) -> No
     )
 
 
-async def _clone(tx: Tx, job: sqlite3.Row, user_id: int, status: str) -> int:
+async def _clone(tx: Tx, job: Row, user_id: int, status: str) -> int:
     """Ci::RetryJobService: a new attempt in the same pipeline and stage, the old one marked retried."""
     changed = await tx.execute("UPDATE jobs SET retried = 1 WHERE id = ? AND retried = 0", (job["id"],))
     if not changed:
@@ -90,7 +90,7 @@ async def _clone(tx: Tx, job: sqlite3.Row, user_id: int, status: str) -> int:
     )
 
 
-async def _retry(tx: Tx, job: sqlite3.Row, user_id: int) -> int:
+async def _retry(tx: Tx, job: Row, user_id: int) -> int:
     """Ci::RetryJobService: the new attempt starts ``created`` and processing decides (a manual or delayed
     job is enqueued at once); the skipped jobs after it go back to ``created`` too."""
     new_id = await _clone(tx, job, user_id, "created")
@@ -144,8 +144,8 @@ async def erase(db: Database, store: Store, job_id: int, user_id: int) -> None:
 
         async def work(tx: Tx) -> list[str]:
             job = await _job(tx, job_id)
-            count = await tx.fetchone("SELECT count(*) FROM job_artifacts WHERE job_id = ?", (job_id,))
-            if not statemachine.erasable(job["status"], bool(count and count[0]) or has_log):
+            count = await tx.fetchone("SELECT count(*) AS n FROM job_artifacts WHERE job_id = ?", (job_id,))
+            if not statemachine.erasable(job["status"], bool(count and count["n"]) or has_log):
                 raise ActionRefused(403, "403 Forbidden - Job is not erasable!")
             rows = await tx.fetchall("SELECT store_key FROM job_artifacts WHERE job_id = ?", (job_id,))
             await tx.execute("DELETE FROM job_artifacts WHERE job_id = ?", (job_id,))

@@ -11,12 +11,12 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 
 from jobsvc.domain import errors, statemachine, tokens
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import processing
 from jobsvc.storage.db import Database, DatabaseFull, Tx
+from jobsvc.storage.rows import Row
 from jobsvc.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ KNOWN_FAILURES = frozenset({
 })  # fmt: skip
 
 
-async def authenticate_job(db: Database, job_id: int | None, token: str | None) -> sqlite3.Row:
+async def authenticate_job(db: Database, job_id: int | None, token: str | None) -> Row:
     """``authenticate_job!``: 403 for an unknown job (None: an id past 64 bits) or a wrong token, and for
     a job no longer running, with ``Job-Status`` so the runner learns that its job was canceled or has finished."""
     job = None
@@ -49,7 +49,7 @@ async def authenticate_job(db: Database, job_id: int | None, token: str | None) 
     return job
 
 
-def check_alive(job: sqlite3.Row) -> None:
+def check_alive(job: Row) -> None:
     """The runner may still write for this job (its ``status`` and ``erased_at``): else GitLab's 403."""
     if job["erased_at"] is not None:
         raise errors.forbidden("Job has been erased!")
@@ -71,7 +71,7 @@ def _finishing_status(current: str, state: str) -> str | None:
     return statemachine.transition(current, "succeed" if state == "success" else "drop")
 
 
-async def runner_update(db: Database, store: Store, job: sqlite3.Row, state: str, failure_reason: object) -> str:
+async def runner_update(db: Database, store: Store, job: Row, state: str, failure_reason: object) -> str:
     """Apply ``PUT /jobs/:id``; returns the job's status afterwards."""
     if state == "running":
 
@@ -151,7 +151,7 @@ def _digest(path) -> tuple[str, int] | None:
     return (hasher.hexdigest(), size) if size else None
 
 
-async def running_job_by_token(db: Database, token: str | None) -> sqlite3.Row | None:
+async def running_job_by_token(db: Database, token: str | None) -> Row | None:
     if not token:
         return None
     job = await db.fetchone(
@@ -161,7 +161,7 @@ async def running_job_by_token(db: Database, token: str | None) -> sqlite3.Row |
     return job if job is not None and job["status"] in ALIVE_FOR_RUNNER else None
 
 
-def depends_on(requester: sqlite3.Row, target: sqlite3.Row) -> bool:
+def depends_on(requester: Row, target: Row) -> bool:
     """Its own job, or a job of an earlier stage of its pipeline (or one it ``needs``)."""
     if requester["id"] == target["id"]:
         return True

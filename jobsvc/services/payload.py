@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from typing import Any
 from urllib.parse import urlsplit
 
 from jobsvc.domain.timefmt import parse, utcnow
 from jobsvc.storage.db import Database
+from jobsvc.storage.rows import Row
 
 FAILURE_REASONS = [
     "unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure",
@@ -57,7 +57,7 @@ def _var(key: str, value: Any, *, public: bool = True, masked: bool = False) -> 
     return {"key": key, "value": "" if value is None else str(value), "public": public, "masked": masked}
 
 
-def predefined_variables(job: sqlite3.Row, token: str, base: str) -> list[dict[str, Any]]:
+def predefined_variables(job: Row, token: str, base: str) -> list[dict[str, Any]]:
     url = urlsplit(base)
     path, ref, sha = job["pr_path"], job["p_ref"], job["p_sha"]
     project_url = f"{base}/{path}"
@@ -101,7 +101,7 @@ def predefined_variables(job: sqlite3.Row, token: str, base: str) -> list[dict[s
     return variables
 
 
-def _steps(job: sqlite3.Row) -> list[dict[str, Any]]:
+def _steps(job: Row) -> list[dict[str, Any]]:
     steps = [{
         "name": "script",
         "script": json.loads(job["before_script"]) + json.loads(job["script"]),
@@ -116,7 +116,7 @@ def _steps(job: sqlite3.Row) -> list[dict[str, Any]]:
     return steps
 
 
-def _artifacts(job: sqlite3.Row) -> list[dict[str, Any]]:
+def _artifacts(job: Row) -> list[dict[str, Any]]:
     if not job["artifacts_spec"]:
         return []
     spec = json.loads(job["artifacts_spec"])

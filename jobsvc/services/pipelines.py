@@ -9,31 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 
 from jobsvc.domain.ciconfig import CiConfigError, PipelineDefinition, parse_ci_config
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import processing
 from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.rows import Row
 
 
 class PipelineRefused(Exception):
     """GitLab's 400 ``{"message": {"base": [reason]}}``."""
 
 
-async def known_ref(db: Database, project: sqlite3.Row, ref: str) -> bool:
+async def known_ref(db: Database, project: Row, ref: str) -> bool:
     """jobsvc has no repository: a ref exists when it is the default branch, protected, or has pipelines."""
     if ref == project["default_branch"]:
         return True
     row = await db.fetchone(
         """SELECT EXISTS (SELECT 1 FROM pipelines WHERE project_id = :p AND ref = :r)
-               OR EXISTS (SELECT 1 FROM protected_branches WHERE project_id = :p AND name = :r)""",
+               OR EXISTS (SELECT 1 FROM protected_branches WHERE project_id = :p AND name = :r) AS known""",
         {"p": project["id"], "r": ref},
     )
-    return bool(row and row[0])
+    return bool(row and row["known"])
 
 
-def definition(project: sqlite3.Row, ref: str, variables: dict[str, str]) -> PipelineDefinition:
+def definition(project: Row, ref: str, variables: dict[str, str]) -> PipelineDefinition:
     if not project["ci_config"]:
         raise PipelineRefused("Missing CI config file")
     try:
@@ -42,7 +42,7 @@ def definition(project: sqlite3.Row, ref: str, variables: dict[str, str]) -> Pip
         raise PipelineRefused(exc.message) from None
 
 
-async def create(db: Database, project: sqlite3.Row, pipeline: PipelineDefinition, user_id: int) -> int:
+async def create(db: Database, project: Row, pipeline: PipelineDefinition, user_id: int) -> int:
     async def work(tx: Tx) -> int:
         now = now_iso()
         last = await tx.fetchone(
@@ -55,12 +55,12 @@ async def create(db: Database, project: sqlite3.Row, pipeline: PipelineDefinitio
             else hashlib.sha1(f"{project['path_with_namespace']}:{pipeline.ref}".encode()).hexdigest()
         )  # noqa: S324
         iid = await tx.fetchone(
-            "SELECT COALESCE(MAX(iid), 0) + 1 FROM pipelines WHERE project_id = ?", (project["id"],)
+            "SELECT COALESCE(MAX(iid), 0) + 1 AS iid FROM pipelines WHERE project_id = ?", (project["id"],)
         )
         pipeline_id = await tx.insert(
             """INSERT INTO pipelines (iid, project_id, ref, sha, tag, source, status, user_id, created_at, updated_at)
                VALUES (?, ?, ?, ?, ?, 'api', 'created', ?, ?, ?)""",
-            (iid[0], project["id"], pipeline.ref, sha, last["tag"] if last else 0, user_id, now, now),
+            (iid["iid"], project["id"], pipeline.ref, sha, last["tag"] if last else 0, user_id, now, now),
         )
         await tx.execute(
             """INSERT OR IGNORE INTO commits (project_id, sha, title, message, author_name, author_email,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 
@@ -21,11 +20,12 @@ from jobsvc.domain.statemachine import JobState
 from jobsvc.domain.statuses import COMPLETED
 from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
 from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.rows import Row
 
 log = logging.getLogger(__name__)
 
 
-def _state(row: sqlite3.Row) -> JobState:
+def _state(row: Row) -> JobState:
     needs = tuple(json.loads(row["needs"])) if row["needs"] is not None else None  # None: by stage
     return JobState(
         id=row["id"], name=row["name"], stage_idx=row["stage_idx"], status=row["status"], when=row["when"],
@@ -97,13 +97,15 @@ async def process_pipeline(tx: Tx, pipeline_id: int, *, enqueue_immediately: set
     current = await tx.fetchone("SELECT status FROM pipelines WHERE id = ?", (pipeline_id,))
     status = statemachine.pipeline_status(after, current=current["status"] if current else "created")
     times = await tx.fetchone(
-        """SELECT min(started_at), max(finished_at) FROM jobs WHERE pipeline_id = ? AND retried = 0""", (pipeline_id,)
+        """SELECT min(started_at) AS started, max(finished_at) AS finished FROM jobs
+            WHERE pipeline_id = ? AND retried = 0""",
+        (pipeline_id,),
     )
     now = now_iso()
     await tx.execute(
         """UPDATE pipelines SET status = ?, updated_at = ?, started_at = COALESCE(started_at, ?), finished_at = ?
             WHERE id = ?""",
-        (status, now, times[0], times[1] if status in COMPLETED else None, pipeline_id),
+        (status, now, times["started"], times["finished"] if status in COMPLETED else None, pipeline_id),
     )
     return status
 
@@ -124,8 +126,8 @@ async def scheduler(db: Database, interval: float = 1.0) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            row = await db.fetchone("SELECT min(scheduled_at) FROM jobs WHERE status = 'scheduled'")
-            if row and row[0] is not None and row[0] <= now_iso():
+            row = await db.fetchone("SELECT min(scheduled_at) AS due FROM jobs WHERE status = 'scheduled'")
+            if row and row["due"] is not None and row["due"] <= now_iso():
                 await db.write(enqueue_due)
         except Exception:  # logged, and tried again next time
             log.exception("enqueuing scheduled jobs failed")

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from jobsvc.domain import tokens
 from jobsvc.domain.timefmt import now_iso, parse, utcnow
 from jobsvc.services import processing
 from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.rows import Row
 
 MAX_TAGS = 50
 CONTACT_EVERY_SECONDS = 60
@@ -103,7 +103,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-async def by_token(db: Database, token: str) -> sqlite3.Row | None:
+async def by_token(db: Database, token: str) -> Row | None:
     return await db.fetchone("SELECT * FROM runners WHERE token_digest = ?", (tokens.digest(token),))
 
 
@@ -114,7 +114,7 @@ async def delete(db: Database, runner_id: int) -> None:
     await db.write(work)
 
 
-async def touch(db: Database, runner: sqlite3.Row, info: Any) -> None:
+async def touch(db: Database, runner: Row, info: Any) -> None:
     """Record contact, at most once a minute per runner (every poll would be a write)."""
     contacted = runner["contacted_at"]
     if contacted is not None and (utcnow() - parse(contacted)).total_seconds() < CONTACT_EVERY_SECONDS:
@@ -131,8 +131,10 @@ async def touch(db: Database, runner: sqlite3.Row, info: Any) -> None:
 
 async def queue_version(db: Database) -> str:
     """A value that changes whenever the set of pending jobs does (X-GitLab-Last-Update)."""
-    row = await db.fetchone("SELECT count(*), max(id), max(updated_at) FROM jobs WHERE status = 'pending'")
-    count, newest, updated = row if row else (0, None, None)
+    row = await db.fetchone(
+        "SELECT count(*) AS n, max(id) AS newest, max(updated_at) AS updated FROM jobs WHERE status = 'pending'"
+    )
+    count, newest, updated = (row["n"], row["newest"], row["updated"]) if row else (0, None, None)
     return hashlib.sha1(f"{count}:{newest}:{updated}".encode()).hexdigest()[:16]  # noqa: S324 - not a secret
 
 
@@ -144,7 +146,7 @@ SELECT j.id, j.tags, j.project_id,
  ORDER BY j.id LIMIT 200"""
 
 
-def runner_can_take(runner: sqlite3.Row, job_tags: list[str], protected: bool) -> bool:
+def runner_can_take(runner: Row, job_tags: list[str], protected: bool) -> bool:
     """Tags must be a subset of the runner's; untagged jobs need run_untagged; ref_protected runners
     take only jobs on protected refs (GitLab's Ci::Runner matching)."""
     runner_tags = set(json.loads(runner["tags"]))
@@ -161,7 +163,7 @@ class Assignment:
     token: str
 
 
-async def assign_job(db: Database, runner: sqlite3.Row) -> Assignment | None:
+async def assign_job(db: Database, runner: Row) -> Assignment | None:
     """Move the oldest pending job this runner may take to ``running``; None when there is none."""
     projects = (
         ""

@@ -113,8 +113,8 @@ class _Loader:
 
     async def _next_id(self, table: str, explicit: list[int]) -> int:
         if table not in self.next_ids:
-            row = await self.tx.fetchone(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
-            self.next_ids[table] = max([row[0] if row else 0, *explicit]) + 1
+            row = await self.tx.fetchone(f"SELECT COALESCE(MAX(id), 0) AS id FROM {table}")
+            self.next_ids[table] = max([row["id"] if row else 0, *explicit]) + 1
         value = self.next_ids[table]
         self.next_ids[table] += 1
         return value
@@ -190,7 +190,7 @@ class _Loader:
             if row is None:
                 self.problems.append(f"{where}: no user {name!r}")
                 return None
-            self.users[key] = row[0]
+            self.users[key] = row["id"]
         return self.users[key]
 
     async def _users(self, users: list[dict[str, Any]]) -> None:
@@ -249,7 +249,7 @@ class _Loader:
         if row is None:
             self.problems.append(f"{where}: no project {ref!r}")
             return None
-        return row[0]
+        return row["id"]
 
     async def _projects(self, projects: list[dict[str, Any]]) -> None:
         explicit = [p["id"] for p in projects if p["id"]]
@@ -338,7 +338,7 @@ class _Loader:
             if row is None:
                 self.problems.append(f"{where}: no runner {ref!r}")
                 return None
-            self.runners[ref] = row[0]
+            self.runners[ref] = row["id"]
         return self.runners[ref]
 
     async def _pipelines(self, p_index: int, project: dict[str, Any]) -> None:
@@ -347,8 +347,10 @@ class _Loader:
         explicit_jobs = [
             j["id"] for pr in self.fixture.data["projects"] for p in pr["pipelines"] for j in p["jobs"] if j["id"]
         ]
-        row = await self.tx.fetchone("SELECT COALESCE(MAX(iid), 0) FROM pipelines WHERE project_id = ?", (project_id,))
-        next_iid = max([row[0] if row else 0, *[p["iid"] for p in project["pipelines"] if p["iid"]]]) + 1
+        row = await self.tx.fetchone(
+            "SELECT COALESCE(MAX(iid), 0) AS id FROM pipelines WHERE project_id = ?", (project_id,)
+        )
+        next_iid = max([row["id"] if row else 0, *[p["iid"] for p in project["pipelines"] if p["iid"]]]) + 1
         parents: list[tuple[int, int, str]] = []
         for l_index, pipeline in enumerate(project["pipelines"]):
             where = f"projects[{p_index}].pipelines[{l_index}]"
@@ -406,7 +408,7 @@ class _Loader:
                 self.problems.append(f"{where}: a pipeline cannot be its own parent")
                 continue
             owner = await self.tx.fetchone("SELECT project_id FROM pipelines WHERE id = ?", (parent,))
-            if owner is None or owner[0] != project_id:
+            if owner is None or owner["project_id"] != project_id:
                 self.problems.append(f"{where}: no pipeline {parent} in this project")
                 continue
             await self.tx.execute("UPDATE pipelines SET parent_id = ? WHERE id = ?", (parent, pipeline_id))

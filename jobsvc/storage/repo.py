@@ -4,12 +4,12 @@ read side. bench/explain.py checks the plan of every list query here (bench/READ
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jobsvc.storage.db import Database
+from jobsvc.storage.rows import Row
 
 USER_COLUMNS = """
     {a}.id AS {p}id, {a}.username AS {p}username, {a}.name AS {p}name, {a}.state AS {p}state,
@@ -55,7 +55,7 @@ SELECT pr.*, COALESCE(m.access_level, 0) AS access_level
 
 @dataclass(frozen=True)
 class JobPage:
-    rows: list[sqlite3.Row]
+    rows: list[Row]
     has_next: bool
 
 
@@ -97,7 +97,7 @@ class Repository:
 
     # --- identity --------------------------------------------------------
 
-    async def token_by_digest(self, digest: str) -> sqlite3.Row | None:
+    async def token_by_digest(self, digest: str) -> Row | None:
         return await self.db.fetchone(
             f"""SELECT t.id AS token_id, t.scopes, t.expires_at, t.revoked, u.admin, u.email,
                        {USER_COLUMNS.format(a="u", p="")}
@@ -106,7 +106,7 @@ class Repository:
             (digest,),
         )
 
-    async def job_by_token_digest(self, digest: str) -> sqlite3.Row | None:
+    async def job_by_token_digest(self, digest: str) -> Row | None:
         return await self.db.fetchone(
             f"""SELECT j.id AS job_id, j.status AS job_status, j.project_id AS job_project_id,
                        u.admin, u.email, {USER_COLUMNS.format(a="u", p="")}
@@ -115,17 +115,17 @@ class Repository:
             (digest,),
         )
 
-    async def user_by_id(self, user_id: int) -> sqlite3.Row | None:
+    async def user_by_id(self, user_id: int) -> Row | None:
         return await self.db.fetchone(
             f"SELECT u.admin, u.email, {USER_COLUMNS.format(a='u', p='')} FROM users u WHERE u.id = ?", (user_id,)
         )
 
     # --- projects ----------------------------------------------------------
 
-    async def project_by_id(self, project_id: int, user_id: int | None) -> sqlite3.Row | None:
+    async def project_by_id(self, project_id: int, user_id: int | None) -> Row | None:
         return await self.db.fetchone(PROJECT_ACCESS + " WHERE pr.id = :id", {"id": project_id, "user_id": user_id})
 
-    async def project_by_path(self, path: str, user_id: int | None) -> sqlite3.Row | None:
+    async def project_by_path(self, path: str, user_id: int | None) -> Row | None:
         return await self.db.fetchone(
             PROJECT_ACCESS + " WHERE pr.path_with_namespace = :path", {"path": path, "user_id": user_id}
         )
@@ -148,7 +148,7 @@ class Repository:
         sort: str,
         limit: int,
         offset: int,
-    ) -> tuple[list[sqlite3.Row], int]:
+    ) -> tuple[list[Row], int]:
         """A page of the projects a caller can see, and their number (capped above 10,000)."""
         where, params = [], {"user_id": user_id}
         member_of = "SELECT project_id FROM members WHERE user_id = :user_id"
@@ -179,16 +179,16 @@ class Repository:
             {**params, "limit": limit, "offset": offset},
         )
         count = await self.db.fetchone(
-            f"SELECT count(*) FROM (SELECT 1 FROM projects pr{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM projects pr{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
         )
-        return rows, count[0] if count else 0
+        return rows, count["n"] if count else 0
 
     # --- jobs ------------------------------------------------------------------
 
-    async def job(self, project_id: int, job_id: int) -> sqlite3.Row | None:
+    async def job(self, project_id: int, job_id: int) -> Row | None:
         return await self.db.fetchone(JOB_SELECT + " WHERE j.id = ? AND j.project_id = ?", (job_id, project_id))
 
-    async def job_by_id(self, job_id: int) -> sqlite3.Row | None:
+    async def job_by_id(self, job_id: int) -> Row | None:
         return await self.db.fetchone(JOB_SELECT + " WHERE j.id = ?", (job_id,))
 
     async def project_jobs(
@@ -210,10 +210,10 @@ class Repository:
             f"{JOB_SELECT} WHERE j.id IN ({ids} ORDER BY id DESC LIMIT :limit OFFSET :offset) ORDER BY j.id DESC",
             params,
         )
-        count = await self.db.fetchone(f"SELECT count(*) FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})", params)
-        return JobPage(rows[:limit], len(rows) > limit), count[0] if count else 0
+        count = await self.db.fetchone(f"SELECT count(*) AS n FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})", params)
+        return JobPage(rows[:limit], len(rows) > limit), count["n"] if count else 0
 
-    async def archive(self, job_id: int) -> sqlite3.Row | None:
+    async def archive(self, job_id: int) -> Row | None:
         """A job's archive row, with its pipeline's artifacts_locked."""
         return await self.db.fetchone(
             """SELECT a.*, p.artifacts_locked FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
@@ -224,14 +224,14 @@ class Repository:
 
     # --- pipelines ---------------------------------------------------------------
 
-    async def pipeline(self, project_id: int, pipeline_id: int) -> sqlite3.Row | None:
+    async def pipeline(self, project_id: int, pipeline_id: int) -> Row | None:
         return await self.db.fetchone(
             PIPELINE_SELECT + " WHERE p.id = ? AND p.project_id = ?", (pipeline_id, project_id)
         )
 
     async def pipelines(
         self, project_id: int, filters: dict[str, Any], *, order_by: str, sort: str, limit: int, offset: int
-    ) -> tuple[list[sqlite3.Row], int]:
+    ) -> tuple[list[Row], int]:
         where, params = ["p.project_id = :project_id"], {"project_id": project_id}
         scope = filters.get("scope")
         if scope == "running":
@@ -261,15 +261,15 @@ class Repository:
             {**params, "limit": limit, "offset": offset},
         )
         count = await self.db.fetchone(
-            f"SELECT count(*) FROM (SELECT 1 FROM pipelines p{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM pipelines p{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
         )
-        return rows, count[0] if count else 0
+        return rows, count["n"] if count else 0
 
 
 MAX_COUNT_PLUS_ONE = 10_001
 
 
-async def latest_successful_job_for_ref(db: Database, project_id: int, ref: str, job_name: str) -> sqlite3.Row | None:
+async def latest_successful_job_for_ref(db: Database, project_id: int, ref: str, job_name: str) -> Row | None:
     """``Project#latest_successful_build_for_ref!``: the newest successful pipeline for the ref, then the
     latest job of that name with an archive in it or its child pipelines; no fall-back to older pipelines."""
     pipeline = await db.fetchone(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +21,7 @@ from jobsvc.http.handlers.base import (
 )
 from jobsvc.http.keys import DB, STORE
 from jobsvc.services import actions
+from jobsvc.storage.rows import Row
 
 
 async def _present(request: web.Request, project_id: int, job_id: int, status: int) -> web.Response:
@@ -37,7 +37,7 @@ async def _refused(call) -> Any:
         raise errors.ApiError(exc.status, {"message": exc.message}) from None
 
 
-async def _job_to_update(request: web.Request, principal: Principal) -> tuple[sqlite3.Row, Access, sqlite3.Row]:
+async def _job_to_update(request: web.Request, principal: Principal) -> tuple[Row, Access, Row]:
     """GitLab's order: the project (404), the role on it (403), the job (404), then its protected ref (403)."""
     project, access = await find_project(request, principal)
     if not access.at_least(policy.DEVELOPER):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -28,6 +27,7 @@ from jobsvc.http.runner_params import (
 )
 from jobsvc.http.urls import base_url
 from jobsvc.services import artifacts, jobstate, payload, runners, traces
+from jobsvc.storage.rows import Row
 from jobsvc.storage.store import (  # a StoreFull is the error middleware's 507
     CHUNK,
     TooLarge,
@@ -54,7 +54,7 @@ async def register(request: web.Request) -> web.Response:
     return json_response({"id": runner_id, "token": runner_token, "token_expires_at": None}, status=201)
 
 
-async def _authenticated_runner(request: web.Request, schema: type = RunnerTokenParams) -> tuple[sqlite3.Row, dict]:
+async def _authenticated_runner(request: web.Request, schema: type = RunnerTokenParams) -> tuple[Row, dict]:
     params = load(schema(), await body.params(request))
     runner = await runners.by_token(request.app[DB], params["token"])
     if runner is None:
