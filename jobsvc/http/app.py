@@ -12,12 +12,13 @@ from aiohttp import web
 
 from jobsvc.domain.ratelimit import RateLimiter
 from jobsvc.http import routes
-from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, STORE
+from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE
 from jobsvc.http.middleware import error_middleware, security_headers
 from jobsvc.services import artifacts, processing
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
 from jobsvc.storage.db import Database
+from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,14 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     db = Database(config.db_path)
     await db.open()
     try:
+        repo = Repository(db)
         for path in fixture_paths(config):
-            summary = await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
+            summary = await fixtures.load_fixture(repo, store, fixture_format.read_fixture(path))
             log.info("%s", summary)
-        await artifacts.reconcile(db, store)
-        row = await db.fetchone("SELECT value FROM instance_settings WHERE key = 'external_url'")
-        app[EXTERNAL_URL] = row["value"] if row else ""
+        await artifacts.reconcile(repo, store)
+        app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
         app[DB] = db
+        app[REPO] = repo
         app[STORE] = store
         yield
     finally:
@@ -56,8 +58,8 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run for as long as the app does: the artifact sweeper and the delayed-job scheduler."""
     tasks = [
-        asyncio.create_task(artifacts.sweeper(app[DB], app[STORE], app[CONFIG].sweep_interval)),
-        asyncio.create_task(processing.scheduler(app[DB])),
+        asyncio.create_task(artifacts.sweeper(app[REPO], app[STORE], app[CONFIG].sweep_interval)),
+        asyncio.create_task(processing.scheduler(app[REPO])),
     ]
     yield
     for task in tasks:

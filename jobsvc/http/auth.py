@@ -17,7 +17,7 @@ from aiohttp import web
 from jobsvc.domain import errors
 from jobsvc.domain.timefmt import today
 from jobsvc.domain.tokens import digest
-from jobsvc.http.keys import DB
+from jobsvc.http.keys import REPO
 from jobsvc.http.urls import base_url
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
@@ -98,7 +98,7 @@ async def _by_job_token(repo: Repository, token: str, base: str) -> Principal | 
 
 async def authenticate(request: web.Request, *, job_token_allowed: bool = False) -> Principal | None:
     """The caller, or None when no credentials were sent. Bad credentials raise."""
-    repo = Repository(request.app[DB])
+    repo = request.app[REPO]
     base = base_url(request)
     bearer = _bearer(request)
     if job_token_allowed:
@@ -128,4 +128,4 @@ async def require(request: web.Request, *, job_token_allowed: bool = False) -> P
 
 async def job_token_principal(request: web.Request, token: str) -> Principal | None:
     """The caller a job token stands for (its job's user), for the runner's own routes."""
-    return await _by_job_token(Repository(request.app[DB]), token, base_url(request))
+    return await _by_job_token(request.app[REPO], token, base_url(request))

@@ -21,9 +21,11 @@ from jobsvc.domain import tokens
 from jobsvc.domain.policy import ROLES
 from jobsvc.domain.statuses import FINISHED, QUEUED, STARTED, composite
 from jobsvc.domain.timefmt import format_utc, format_with_offset, utcnow
-from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.db import Tx
 from jobsvc.storage.fixture_format import Fixture, FixtureError, inside
+from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Store, StoredFile
+from jobsvc.storage.unit import Unit
 
 # --- loading ----------------------------------------------------------------------------
 
@@ -555,25 +557,27 @@ class _Loader:
         )
 
 
-async def already_loaded(db: Database, fixture: Fixture) -> bool:
-    return await db.fetchone("SELECT 1 FROM fixture_loads WHERE sha256 = ?", (fixture.sha256,)) is not None
+async def already_loaded(repo: Repository, fixture: Fixture) -> bool:
+    return (
+        await repo.db.fetchone("SELECT 1 AS loaded FROM fixture_loads WHERE sha256 = ?", (fixture.sha256,)) is not None
+    )
 
 
-async def load_fixture(db: Database, store: Store, fixture: Fixture) -> LoadSummary:
+async def load_fixture(repo: Repository, store: Store, fixture: Fixture) -> LoadSummary:
     """Load a validated fixture, all or nothing; a file loaded before is skipped."""
-    if await already_loaded(db, fixture):
+    if await already_loaded(repo, fixture):
         return LoadSummary(fixture.name, skipped=True)
     written: list[StoredFile] = []
 
-    async def work(tx: Tx) -> LoadSummary:
-        loader = _Loader(tx, store, fixture)
+    async def work(unit: Unit) -> LoadSummary:
+        loader = _Loader(unit.tx, store, fixture)
         try:
             return await loader.run()
         finally:
             written.extend(loader.written)
 
     try:
-        return await db.write(work)
+        return await repo.write(work)
     except sqlite3.IntegrityError as exc:
         _remove(store, written)
         raise FixtureError([f"(database): {exc}"], fixture.source) from None

@@ -12,7 +12,7 @@ from jobsvc.domain import errors, numbers
 from jobsvc.domain.policy import Access, is_protected
 from jobsvc.http import pagination
 from jobsvc.http.auth import Principal
-from jobsvc.http.keys import DB
+from jobsvc.http.keys import REPO
 from jobsvc.http.urls import base_url
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
@@ -42,7 +42,7 @@ def link_path(request: web.Request) -> str:
 
 
 def repo(request: web.Request) -> Repository:
-    return Repository(request.app[DB])
+    return request.app[REPO]
 
 
 def int_param(request: web.Request, name: str, *, message_name: str | None = None) -> int | None:
@@ -71,9 +71,7 @@ async def find_project(request: web.Request, principal: Principal | None) -> tup
     return _readable_project(row, principal)
 
 
-async def find_project_by_id(
-    request: web.Request, principal: Principal | None, project_id: int
-) -> tuple[Row, Access]:
+async def find_project_by_id(request: web.Request, principal: Principal | None, project_id: int) -> tuple[Row, Access]:
     row = await repo(request).project_by_id(project_id, principal.user_id if principal else None)
     return _readable_project(row, principal)
 

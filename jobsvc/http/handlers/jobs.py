@@ -76,13 +76,14 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
         raise errors.record_not_found()
 
     page = pagination.page_of(query["page"], query["per_page"])
-    result, count = await repo(request).pipeline_jobs(
+    result = await repo(request).pipeline_jobs(
         pipeline["id"],
         query["scope"],
         include_retried=query["include_retried"],
         limit=page.per_page,
         offset=page.offset,
     )
+    count = result.total or 0
     total = count if count <= pagination.MAX_COUNT else None
     base, now = base_url(request), utcnow()
     headers = pagination.offset_headers(
