@@ -15,6 +15,8 @@ from jobsvc.http import routes
 from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE
 from jobsvc.http.middleware import error_middleware, security_headers
 from jobsvc.services import artifacts, processing
+from jobsvc.services.leases import Lease
+from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
 from jobsvc.storage.db import Database
@@ -49,6 +51,8 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
         app[DB] = db
         app[REPO] = repo
+        limit = config.jobs_rate_limit
+        app[RATE_LIMITER] = SharedRateLimiter(repo, limit) if db.shared else RateLimiter(limit)
         app[STORE] = store
         yield
     finally:
@@ -57,9 +61,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run for as long as the app does: the artifact sweeper and the delayed-job scheduler."""
+    repo, shared, interval = app[REPO], app[DB].shared, app[CONFIG].sweep_interval
     tasks = [
-        asyncio.create_task(artifacts.sweeper(app[REPO], app[STORE], app[CONFIG].sweep_interval)),
-        asyncio.create_task(processing.scheduler(app[REPO])),
+        asyncio.create_task(
+            artifacts.sweeper(repo, app[STORE], interval, Lease(repo, "sweeper", 3 * interval, shared=shared))
+        ),
+        asyncio.create_task(processing.scheduler(repo, Lease(repo, "scheduler", 10, shared=shared))),
     ]
     yield
     for task in tasks:
@@ -72,7 +79,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
-    app[RATE_LIMITER] = RateLimiter(config.jobs_rate_limit)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_background)
     app.on_response_prepare.append(security_headers)

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
 from jobsvc.services import jobstate
+from jobsvc.services.leases import Lease
 from jobsvc.storage.db import DatabaseFull
 from jobsvc.storage.queries.artifacts import ERASABLE, EXPIRED
 from jobsvc.storage.repo import Repository
@@ -179,12 +180,14 @@ async def sweep(repo: Repository, store: Store, batch: int = 500) -> int:
     return len(keys)
 
 
-async def sweeper(repo: Repository, store: Store, interval: float) -> None:
-    """The background task: every ``interval`` seconds, sweep until nothing is left; until cancelled."""
+async def sweeper(repo: Repository, store: Store, interval: float, lease: Lease) -> None:
+    """The background task: every ``interval`` seconds, sweep until nothing is left; until cancelled.
+
+    Only the process holding the lease sweeps (it lasts three intervals, and is renewed each round)."""
     while True:
         await asyncio.sleep(interval)
         try:
-            while await sweep(repo, store) > 0:
+            while await lease.take() and await sweep(repo, store) > 0:
                 pass
         except Exception:  # a failed round is logged and retried next time
             log.exception("artifact sweep failed")

@@ -19,6 +19,7 @@ from jobsvc.domain.durations import DurationError, parse_duration
 from jobsvc.domain.statemachine import JobState
 from jobsvc.domain.statuses import COMPLETED
 from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
+from jobsvc.services.leases import Lease
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
 from jobsvc.storage.unit import Unit
@@ -98,13 +99,15 @@ async def reset_skipped_after(unit: Unit, job_id: int) -> None:
     await _apply(unit, changes, {state.id: state.status for state in states})
 
 
-async def scheduler(repo: Repository, interval: float = 1.0) -> None:
-    """The background task that enqueues delayed jobs when their time comes; until cancelled."""
+async def scheduler(repo: Repository, lease: Lease, interval: float = 1.0) -> None:
+    """The background task that enqueues delayed jobs when their time comes; until cancelled.
+
+    A read each round; the lease (and the write) only when a job is due."""
     while True:
         await asyncio.sleep(interval)
         try:
             due = await repo.jobs.next_due()
-            if due is not None and due <= now_iso():
+            if due is not None and due <= now_iso() and await lease.take():
                 await repo.write(enqueue_due)
         except Exception:  # logged, and tried again next time
             log.exception("enqueuing scheduled jobs failed")

@@ -161,6 +161,8 @@ class Tx:
 
 
 class Database:
+    shared = False  # one process: what it must share with no one (rate counts, leases) stays in memory
+
     def __init__(self, path: Path):
         self.path = path
         self._writer: aiosqlite.Connection | None = None

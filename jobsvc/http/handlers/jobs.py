@@ -25,7 +25,7 @@ async def list_project_jobs(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not access.read_build():
         raise errors.forbidden()
-    retry_after = request.app[RATE_LIMITER].hit("jobs_index", principal.user_id)
+    retry_after = await request.app[RATE_LIMITER].hit("jobs_index", principal.user_id)
     if retry_after is not None:
         raise errors.rate_limited(retry_after)
 
