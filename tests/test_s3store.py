@@ -1,16 +1,27 @@
-"""The S3 blob store against a real SeaweedFS (tests/realservers.py): uploads, reads, presigned URLs, listing."""
+"""The S3 blob store against a real SeaweedFS (tests/realservers.py): uploads, reads, presigned URLs, listing,
+and artifact zips indexed and read out of the bucket by ranged GETs."""
 
 import asyncio
+import contextlib
 import hashlib
+import io
 import random
+import struct
+import zipfile
+import zlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from jobsvc.http import zipstream
+from jobsvc.storage import zipindex
 from jobsvc.storage.s3 import MIB, MIN_PART, ObjectChanged, ObjectNotFound, S3Store, part_size_for
 from jobsvc.storage.s3url import Credentials, parse_store_url
+from jobsvc.storage.s3zip import S3Archive
 from jobsvc.storage.store import TooLarge
+from jobsvc.storage.zipindex import ArchiveError, IndexCache
 
 pytestmark = pytest.mark.slow
 
@@ -234,3 +245,123 @@ async def test_open_without_credentials_names_the_variables(s3_server, s3_bucket
     async with store:
         await store.put_bytes("traces/1.log", b"from the environment")
         assert await store.read("traces/1.log") == b"from the environment"
+
+
+# --- artifact zips in the store ------------------------------------------------------------------
+
+
+def build_zip(members: dict[str, tuple[bytes, int]]) -> bytes:
+    sink = io.BytesIO()
+    with zipfile.ZipFile(sink, "w") as zf:
+        for name, (data, method) in members.items():
+            zf.writestr(name, data, compress_type=method)
+    return sink.getvalue()
+
+
+LOG = b"".join(b"%08d the quick brown fox jumps over the lazy dog\n" % i for i in range(40_000))
+ZIP = build_zip(
+    {
+        "stored.bin": (BODY[: 6 * MIB], zipfile.ZIP_STORED),  # the archive is a multipart object
+        "logs/build.log": (LOG, zipfile.ZIP_DEFLATED),
+        **{f"many/{n:05d}.txt": (b"%d\n" % n, zipfile.ZIP_DEFLATED) for n in range(3000)},  # a long directory
+    }
+)
+
+
+@pytest.fixture
+def ranged_gets(store, monkeypatch) -> list[tuple[int, int]]:
+    """Every ranged GET the store makes, as [start, end)."""
+    seen: list[tuple[int, int]] = []
+    real = store.read_range
+
+    def counting(key, start, end, **kwargs):
+        seen.append((start, end))
+        return real(key, start, end, **kwargs)
+
+    monkeypatch.setattr(store, "read_range", counting)
+    return seen
+
+
+async def member_bytes(store: S3Store, key: str, name: str, cache: IndexCache) -> bytes:
+    archive = S3Archive(store, key)
+    entry = await zipindex.find_entry_in(archive, name, cache=cache)
+    pieces = await zipindex.open_remote_member(archive, entry)
+    async with contextlib.aclosing(pieces):
+        return b"".join([piece async for piece in pieces])
+
+
+async def test_a_zip_member_is_found_and_read_with_three_ranged_gets(store, ranged_gets):
+    uploaded = await store.upload("artifacts/20/archive.zip", chunks_of(ZIP), limit=len(ZIP))
+    assert uploaded.etag.endswith('-2"')
+    cache = IndexCache()
+    assert await member_bytes(store, "artifacts/20/archive.zip", "logs/build.log", cache) == LOG  # deflated
+    size = len(ZIP)
+    cd_size, cd_offset = struct.unpack_from("<LL", ZIP, size - 22 + 12)
+    entry = await zipindex.find_entry_in(S3Archive(store, "artifacts/20/archive.zip"), "logs/build.log", cache=cache)
+    tail = 22 + 0xFFFF + 20 + 56
+    assert ranged_gets == [
+        (size - tail, size),
+        (cd_offset, cd_offset + cd_size),
+        (entry.header_offset, entry.data_limit),
+    ]
+    ranged_gets.clear()
+    assert await member_bytes(store, "artifacts/20/archive.zip", "stored.bin", cache) == BODY[: 6 * MIB]
+    assert await member_bytes(store, "artifacts/20/archive.zip", "many/02999.txt", cache) == b"2999\n"
+    assert len(ranged_gets) == 2  # the index came from the cache: one GET per member
+    assert await zipindex.find_entry_in(S3Archive(store, "artifacts/20/archive.zip"), "nope", cache=cache) is None
+
+
+async def test_a_zip_that_lies_fails_its_crc_at_the_end(store):
+    data = bytearray(build_zip({"a.log": (LOG, zipfile.ZIP_DEFLATED)}))
+    pos = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<L", data, pos + 16, zlib.crc32(LOG) ^ 1)
+    await store.put_bytes("artifacts/21/archive.zip", bytes(data))
+    with pytest.raises(ArchiveError, match="CRC-32 mismatch"):
+        await member_bytes(store, "artifacts/21/archive.zip", "a.log", IndexCache())
+
+
+async def test_a_replaced_zip_is_not_read_with_a_stale_index(store):
+    await store.put_bytes("artifacts/22/archive.zip", build_zip({"a.txt": (b"first", zipfile.ZIP_STORED)}))
+    cache = IndexCache()
+    pinned = S3Archive(store, "artifacts/22/archive.zip")
+    entry = await zipindex.find_entry_in(pinned, "a.txt", cache=cache)
+    await store.put_bytes("artifacts/22/archive.zip", build_zip({"b": (b"x", 0), "a.txt": (b"second", 0)}))
+    with pytest.raises(ArchiveError, match="changed"):  # the reader's If-Match no longer holds
+        await zipindex.open_remote_member(pinned, entry)
+    with pytest.raises(ArchiveError, match="changed"):  # a fresh reader sees another version
+        await zipindex.open_remote_member(S3Archive(store, "artifacts/22/archive.zip"), entry)
+    assert await member_bytes(store, "artifacts/22/archive.zip", "a.txt", cache) == b"second"
+    with pytest.raises(FileNotFoundError):
+        await zipindex.find_entry_in(S3Archive(store, "artifacts/22/missing.zip"), "a.txt", cache=cache)
+
+
+async def test_a_zip_member_over_http_comes_with_the_local_paths_headers(store, aiohttp_client, tmp_path):
+    await store.upload("artifacts/23/archive.zip", chunks_of(ZIP), limit=len(ZIP))
+    local = tmp_path / "archive.zip"
+    local.write_bytes(ZIP)
+    cache = IndexCache()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["path"]
+        if request.query.get("from") == "disk":
+            entry = await zipindex.find_entry(local, name, cache=cache)
+            return await zipstream.stream_entry(request, local, entry)
+        archive = S3Archive(store, "artifacts/23/archive.zip")
+        entry = await zipindex.find_entry_in(archive, name, cache=cache)
+        return await zipstream.stream_remote_entry(request, archive, entry)
+
+    app = web.Application()
+    app.router.add_get(r"/f/{path:[\s\S]*}", handler)
+    client = await aiohttp_client(app)
+    for name in ("logs/build.log", "stored.bin", "many/00007.txt"):
+        from_s3, from_disk = await client.get(f"/f/{name}"), await client.get(f"/f/{name}?from=disk")
+        assert from_s3.status == from_disk.status == 200
+        assert await from_s3.read() == await from_disk.read()
+        shown = ("Content-Type", "Content-Length", "Content-Disposition", "Content-Security-Policy")
+        assert [from_s3.headers[h] for h in shown] == [from_disk.headers[h] for h in shown]
+    head = await client.head("/f/stored.bin")
+    assert head.status == 200 and head.headers["Content-Length"] == str(6 * MIB)
+    partly = await client.get("/f/stored.bin")  # a client that goes away mid-member
+    assert len(await partly.content.readexactly(100_000)) == 100_000
+    partly.close()
+    assert await (await client.get("/f/many/00008.txt")).read() == b"8\n"  # the server carries on
