@@ -62,7 +62,7 @@ def validate_entry_path(path: str) -> str:
     return path
 
 
-def request_entry_path(request: web.BaseRequest, key: str) -> str:
+def request_entry_path(request: web.Request, key: str) -> str:
     """The validated artifact path of a route whose LAST segment is ``{key:[\\s\\S]+}``.
 
     (With ``{key:.+}`` a name holding a line break could not be requested at all: "." stops there.)

@@ -57,6 +57,7 @@ async def create(db: Database, project: sqlite3.Row, pipeline: PipelineDefinitio
         iid = await tx.fetchone(
             "SELECT COALESCE(MAX(iid), 0) + 1 FROM pipelines WHERE project_id = ?", (project["id"],)
         )
+        assert iid is not None  # an aggregate always has its one row
         pipeline_id = await tx.insert(
             """INSERT INTO pipelines (iid, project_id, ref, sha, tag, source, status, user_id, created_at, updated_at)
                VALUES (?, ?, ?, ?, ?, 'api', 'created', ?, ?, ?)""",

@@ -99,6 +99,7 @@ async def process_pipeline(tx: Tx, pipeline_id: int, *, enqueue_immediately: set
     times = await tx.fetchone(
         """SELECT min(started_at), max(finished_at) FROM jobs WHERE pipeline_id = ? AND retried = 0""", (pipeline_id,)
     )
+    assert times is not None  # an aggregate always has its one row
     now = now_iso()
     await tx.execute(
         """UPDATE pipelines SET status = ?, updated_at = ?, started_at = COALESCE(started_at, ?), finished_at = ?

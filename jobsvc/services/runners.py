@@ -63,7 +63,7 @@ async def register(db: Database, params: dict[str, Any]) -> tuple[int, str]:
         )
     paused = _flag(params.get("paused"), False) or not _flag(params.get("active"), True)
     token = new_runner_token()
-    info = params.get("info") if isinstance(params.get("info"), dict) else {}
+    info: dict[str, Any] = params["info"] if isinstance(params.get("info"), dict) else {}
 
     async def work(tx: Tx) -> int:
         return await tx.insert(

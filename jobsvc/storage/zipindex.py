@@ -123,7 +123,7 @@ class _Record(NamedTuple):
 
 class _End(NamedTuple):
     at: int  # where the (zip64) end record starts: the central directory must end right there
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose: the record's own name
     cd_size: int
     cd_offset: int
 
