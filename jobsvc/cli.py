@@ -103,7 +103,7 @@ def _demo_banner(url: str) -> str:
     from jobsvc.http.app import DEMO_FIXTURE
 
     data = fixture_format.read_fixture(DEMO_FIXTURE).data
-    roles = {}
+    roles: dict[str, str] = {}
     for project in data["projects"]:
         for member in project["members"]:
             roles.setdefault(member["user"], f"{member['role']} of {project['path']}")

@@ -123,6 +123,7 @@ def integrity(data_dir: Path) -> str:
         conn.close()
 
 
+@pytest.mark.slow
 async def test_a_full_disk_answers_507_frees_space_and_recovers(small_disk, aiohttp_client, world_file):
     data_dir = small_disk / "var"
     config = Config(data_dir=data_dir, fixtures=[str(world_file)], min_free_space=2, registration_token=REG)

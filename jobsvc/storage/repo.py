@@ -160,7 +160,8 @@ class Repository(Statements):
         offset: int,
     ) -> Page:
         """A page of the projects a caller can see, and their number (capped above 10,000)."""
-        where, params = [], {"user_id": user_id}
+        where: list[str] = []
+        params: dict[str, Any] = {"user_id": user_id}
         member_of = "SELECT project_id FROM members WHERE user_id = :user_id"
         if membership and user_id is not None:
             where.append(f"pr.id IN ({member_of})")

@@ -43,7 +43,7 @@ class S3Archive:
     async def stream(self, start: int, length: int) -> AsyncGenerator[bytes, None]:
         etag = self._info.etag if self._info is not None else None
         pieces = self.store.read_range(self.key, start, start + length, if_match=etag, chunk_size=CHUNK)
-        async with contextlib.aclosing(pieces):
+        async with contextlib.aclosing(pieces):  # type: ignore[type-var]
             with _as_read_error(self.key):
                 async for piece in pieces:
                     yield piece
