@@ -17,7 +17,7 @@ from jobsvc.http.middleware import error_middleware, security_headers
 from jobsvc.services import artifacts, processing
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
-from jobsvc.storage.db import Database
+from jobsvc.storage.backends import open_database
 from jobsvc.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
     store.prepare()
-    db = Database(config.db_path)
-    await db.open()
+    db = await open_database(config.database_url, config.data_dir)
     try:
         for path in fixture_paths(config):
             summary = await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
