@@ -38,6 +38,7 @@ RUNNING_JOB_TOKEN = "glcbt-test-running-job-0000"
 FINISHED_JOB_TOKEN = "glcbt-test-finished-job-000"
 SHA = "0ff3ae198f8601a285adcf5c0fff204ee6fba5fd"
 BIG_PROJECT_JOBS = 25
+pytest_plugins = ["tests.realservers"]  # real PostgreSQL and S3 servers
 
 
 def _user(username: str, uid: int, **extra: Any) -> dict[str, Any]:
