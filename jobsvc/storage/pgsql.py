@@ -40,6 +40,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from jobsvc.storage.pgfunctions import COMPARISONS, boolish, call, glob_to_similar
 from jobsvc.storage.sqllex import (
     Group,
     Node,
@@ -71,20 +72,10 @@ KEYWORDS = frozenset(
 CLAUSES = frozenset(
     "WHERE GROUP ORDER LIMIT OFFSET HAVING UNION EXCEPT INTERSECT RETURNING WINDOW ON USING SET VALUES".split()
 )
+FROM_END = CLAUSES - {"ON", "USING"}  # what ends a FROM list (ON and USING only end one of its joins)
 CONDITION_BEFORE = frozenset("WHERE AND OR NOT ON HAVING WHEN".split())
 CONDITION_AFTER = frozenset("AND OR THEN ORDER GROUP LIMIT HAVING UNION EXCEPT INTERSECT RETURNING WINDOW".split())
 PATTERN_END = KEYWORDS - {"CASE", "CAST", "EXISTS", "NULL", "TRUE", "FALSE"}
-COMPARISONS = frozenset({"=", "==", "<>", "!=", "<", ">", "<=", ">="})
-BOOLEAN_WORDS = frozenset("IS IN LIKE ILIKE GLOB BETWEEN EXISTS AND OR NOT SIMILAR ISNULL NOTNULL".split())
-
-UNSUPPORTED_FUNCTIONS = frozenset(
-    """strftime datetime date time julianday unixepoch timediff printf format typeof last_insert_rowid changes
-    total_changes random randomblob zeroblob hex unhex quote likelihood likely unlikely glob like
-    sqlite_version sqlite_source_id json_extract json_set json_insert json_replace json_remove json_patch
-    json_each json_tree json_type json_quote json_valid char unicode soundex load_extension""".split()
-)
-CAST_TYPES = {"INTEGER": "BIGINT", "INT": "BIGINT", "REAL": "DOUBLE PRECISION", "FLOAT": "DOUBLE PRECISION",
-              "DOUBLE": "DOUBLE PRECISION", "BLOB": "BYTEA", "TEXT": "TEXT", "NUMERIC": "NUMERIC"}  # fmt: skip
 STATEMENTS_REFUSED = frozenset("PRAGMA ATTACH DETACH VACUUM BEGIN COMMIT END ROLLBACK SAVEPOINT RELEASE".split())
 
 
@@ -171,42 +162,6 @@ def _colref(nodes: list[Node]) -> tuple[str | None, str] | None:
     return None
 
 
-def _boolish(nodes: list[Node]) -> bool:
-    """Whether an expression is a condition (PostgreSQL's boolean), judged by its top-level operators."""
-    sig = [nodes[i] for i in significant(nodes)]
-    if len(sig) == 1 and isinstance(sig[0], Group):
-        return _boolish(sig[0].items)
-    return any(is_op(node, *COMPARISONS) or (is_word(node) and node.upper in BOOLEAN_WORDS) for node in sig)
-
-
-def _glob_to_similar(pattern: str) -> str:
-    """A GLOB pattern (``*``, ``?``, ``[...]``, ``[^...]``; case-sensitive) as a SIMILAR TO pattern."""
-    out, index = [], 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "*":
-            out.append("%")
-        elif char == "?":
-            out.append("_")
-        elif char == "[":
-            start = index + 1
-            if pattern[start : start + 1] == "^":
-                start += 1
-            if pattern[start : start + 1] == "]":
-                start += 1
-            end = pattern.find("]", start)
-            if end < 0:
-                raise UnsupportedSql(f"GLOB pattern with an open '[': {pattern!r}")
-            out.append(pattern[index : end + 1].replace("\\", "\\\\"))
-            index = end
-        elif char in "%_|+{}()\\":
-            out.append("\\" + char)
-        else:
-            out.append(char)
-        index += 1
-    return "".join(out)
-
-
 class _Context:
     def __init__(self) -> None:
         self.aliases = 0
@@ -244,8 +199,9 @@ class Translator:
             self._insert_values(tree.items, table, columns)
             self._insert_tail(tree.items, table, columns, conflict)
             explicit_id = "id" in columns
-            if returning_id and "id" in self.schema.tables.get(table, {}) and not self._has_returning(tree.items):
-                tree.items += [_sp(), _w("RETURNING"), _sp(), _w("id")]
+            if returning_id and "id" in self.schema.tables.get(table, {}):
+                if not self._has_returning(tree.items):
+                    tree.items += [_sp(), _w("RETURNING"), _sp(), _w("id")]
                 returns_id = True
         return Translation(text(tree.items), names, count, table, explicit_id, returns_id, renames)
 
@@ -410,7 +366,7 @@ class Translator:
 
     def _as_integer(self, part: list[Node], table: str, column: str) -> list[Node]:
         found = self.schema.tables.get(table, {}).get(column)
-        if found is None or found.type not in INTEGER_TYPES or not _boolish(part):
+        if found is None or found.type not in INTEGER_TYPES or not boolish(part):
             return part
         return [_sp(), _w("CAST"), Group([Group(strip(part)), _sp(), _w("AS"), _sp(), _w("BIGINT")])]
 
@@ -435,8 +391,9 @@ class Translator:
             clause = f"ON CONFLICT ({target}) " + (f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING")
         else:
             raise UnsupportedSql(f"INSERT OR {conflict}")
-        at = next((i for i in sig if is_word(items[i], "RETURNING")), len(items))
-        items[at:at] = [_sp(), *_nodes(clause)] + ([_sp()] if at < len(items) else [])
+        returning = next((p for p, i in enumerate(sig) if is_word(items[i], "RETURNING")), len(sig))
+        at = sig[returning - 1] + 1  # after the last word before RETURNING (or of all)
+        items[at:at] = [_sp(), *_nodes(clause)]
 
     # --- every level ---------------------------------------------------------------------------------------
 
@@ -467,7 +424,7 @@ class Translator:
             starts = is_word(node, "FROM", "JOIN", "UPDATE", "INTO") or (in_from and is_op(node, ","))
             if is_word(node, "FROM", "JOIN"):
                 in_from = True
-            elif is_word(node) and node.upper in CLAUSES | {"SELECT"}:
+            elif is_word(node) and node.upper in FROM_END | {"SELECT"}:
                 in_from = False
             if not starts or index + 1 >= len(sig) or not _is_name(sig[index + 1]):
                 continue
@@ -522,64 +479,10 @@ class Translator:
             if not (is_word(node) and isinstance(args, Group)) or (position and is_op(items[sig[position - 1]], ".")):
                 continue
             name = node.text.lower()
-            if name in UNSUPPORTED_FUNCTIONS:
-                raise UnsupportedSql(f"{name}() is SQLite's own: compute it in Python or write it for both")
-            replacement = self._function(name, args)
+            replacement = call(name, args)
             if replacement is not None:
                 items[index : after + 1] = [Group(_nodes(replacement))]
         return items
-
-    @staticmethod
-    def _function(name: str, args: Group) -> str | None:
-        parts = [text(strip(part)) for part in split(args.items)] if significant(args.items) else []
-        nargs = len(parts)
-        if name == "json_group_array" and nargs == 1:
-            return f"COALESCE(json_agg({parts[0]}), '[]'::json)"
-        if name == "json_group_object" and nargs == 2:
-            return f"COALESCE(json_object_agg({parts[0]}, {parts[1]}), '{{}}'::json)"
-        if name in ("json_array", "json_object"):
-            return f"json_build_{name[5:]}({', '.join(parts)})"
-        if name == "json" and nargs == 1:
-            return f"CAST({parts[0]} AS json)"
-        if name == "json_array_length" and nargs == 1:
-            return f"json_array_length(CAST({parts[0]} AS json))"
-        if name in ("max", "min") and nargs >= 2:
-            nulls = " OR ".join(f"({part}) IS NULL" for part in parts)
-            return (
-                f"CASE WHEN {nulls} THEN NULL ELSE {'GREATEST' if name == 'max' else 'LEAST'}({', '.join(parts)}) END"
-            )
-        condition = name in ("sum", "total", "avg", "max", "min") and nargs == 1 and _boolish(args.items)
-        if condition:
-            parts = [f"CAST(({parts[0]}) AS BIGINT)"]
-        if name == "total" and nargs == 1:
-            return f"CAST(COALESCE(sum({parts[0]}), 0) AS DOUBLE PRECISION)"
-        if name == "avg" and nargs == 1:
-            return f"CAST(avg({parts[0]}) AS DOUBLE PRECISION)"
-        if condition:
-            return f"{name}({parts[0]})"
-        if name == "ifnull" and nargs == 2:
-            return f"COALESCE({parts[0]}, {parts[1]})"
-        if name == "iif" and nargs == 3:
-            return f"CASE WHEN {parts[0]} THEN {parts[1]} ELSE {parts[2]} END"
-        if name == "instr" and nargs == 2:
-            return f"strpos({parts[0]}, {parts[1]})"
-        if name == "group_concat" and nargs in (1, 2):
-            value, distinct = parts[0], ""
-            if value.upper().startswith("DISTINCT "):
-                value, distinct = value[9:].lstrip(), "DISTINCT "
-            separator = parts[1] if nargs == 2 else "','"
-            return f"string_agg({distinct}CAST({value} AS TEXT), {separator})"
-        if name == "round" and nargs in (1, 2):
-            digits = f", {parts[1]}" if nargs == 2 else ""
-            return f"CAST(round(CAST({parts[0]} AS NUMERIC){digits}) AS DOUBLE PRECISION)"
-        if name == "cast":
-            inner = args.items
-            at = max((i for i in significant(inner) if is_word(inner[i], "AS")), default=None)
-            if at is None:
-                return None
-            wanted = text(inner[at + 1 :]).strip().upper()
-            return f"CAST({text(inner[:at]).strip()} AS {CAST_TYPES.get(wanted, wanted)})"
-        return None
 
     @staticmethod
     def _is(items: list[Node]) -> list[Node]:
@@ -607,7 +510,7 @@ class Translator:
                 pattern = items[sig[position + 1]] if position + 1 < len(sig) else None
                 if not (isinstance(pattern, Tok) and pattern.kind == "str"):
                     raise UnsupportedSql("GLOB needs a literal pattern")
-                value = _glob_to_similar(pattern.text[1:-1].replace("''", "'"))
+                value = glob_to_similar(pattern.text[1:-1].replace("''", "'"))
                 items[sig[position + 1]] = Tok("str", "'" + value.replace("'", "''") + "'")
                 items[index : index + 1] = _nodes("SIMILAR TO")
             elif is_word(items[index], "LIKE"):
@@ -683,7 +586,7 @@ class Translator:
             before = items[sig[position - 1]] if position else None
             if is_word(node, "FROM", "JOIN"):
                 in_from = True
-            elif is_word(node) and node.upper in CLAUSES | {"SELECT"}:
+            elif is_word(node) and node.upper in FROM_END | {"SELECT"}:
                 in_from = False
             if not (isinstance(node, Group) and first_word(node) in ("SELECT", "WITH", "VALUES")):
                 continue
@@ -801,7 +704,9 @@ class Translator:
             for _, ranges in arms:
                 if position < len(ranges):
                     first, last = ranges[position]
-                    if first == last and isinstance(items[first], Tok) and items[first].kind == "pgparam":
+                    sig_item = [i for i in significant(items[first : last + 1])]
+                    named = len(sig_item) == 3 and is_word(items[first + sig_item[1]], "AS")  # ? AS "_c1"
+                    if (first == last or named) and isinstance(items[first], Tok) and items[first].kind == "pgparam":
                         casts[first] = next(iter(types))
         for index in sorted(casts, reverse=True):
             param = items[index]
