@@ -38,7 +38,6 @@ import asyncio
 import logging
 import random
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -80,19 +79,6 @@ class DatabaseUnavailable(OSError):
     """The server cannot be reached, refuses the login, or the schema cannot be migrated."""
 
 
-class _Connection(asyncpg.Connection):
-    """A pool connection that keeps its own prepared statements (asyncpg's prepare() does not cache)."""
-
-    __slots__ = ("_jobsvc_statements",)
-
-    def jobsvc_statements(self) -> OrderedDict[str, asyncpg.prepared_stmt.PreparedStatement]:
-        try:
-            return self._jobsvc_statements
-        except AttributeError:
-            self._jobsvc_statements: OrderedDict = OrderedDict()
-            return self._jobsvc_statements
-
-
 def _value(value: Any) -> Any:
     if value is True or value is False:
         return int(value)
@@ -131,54 +117,32 @@ def _coerce(kind: str, value: Any) -> Any:
     return value
 
 
-async def _statement(conn: Any, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
-    cache = conn.jobsvc_statements()
-    statement = cache.get(sql)
-    if statement is None:
-        statement = await conn.prepare(sql)
-        cache[sql] = statement
-        if len(cache) > STATEMENTS_PER_CONNECTION:
-            cache.popitem(last=False)
-    else:
-        cache.move_to_end(sql)
-    return statement
-
-
-def _arguments(statement: asyncpg.prepared_stmt.PreparedStatement, values: list[Any]) -> list[Any]:
-    kinds = [parameter.name for parameter in statement.get_parameters()]
-    return [_coerce(kind, value) for kind, value in zip(kinds, values, strict=True)]
-
-
-def _rowcount(statement: asyncpg.prepared_stmt.PreparedStatement) -> int:
+def _rowcount(status: str) -> int:
     """The row count of "INSERT 0 3", "UPDATE 2", "DELETE 1"; -1 for a statement without one (as sqlite3)."""
-    last = statement.get_statusmsg().rsplit(" ", 1)[-1]
+    last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else -1
 
 
-def _integrity(exc: asyncpg.PostgresError) -> BaseException:
-    if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
-        return ConstraintViolation(str(exc))
-    return exc
+async def _run(
+    conn: Any, translation: Translation, params: Params, kinds: dict[str, tuple[str, ...]], *, rows: bool
+) -> tuple[list[asyncpg.Record], int]:
+    """Run a translated statement: its rows (``rows``) or its row count.
 
-
-async def _run(conn: Any, translation: Translation, params: Params) -> tuple[list[asyncpg.Record], int]:
-    """Run a translated statement; its rows and its row count. A stale cached plan is prepared once more."""
+    asyncpg wants each parameter in the type PostgreSQL inferred for it; the types of a statement are
+    learnt once (a PREPARE) and kept in ``kinds``, and the values coerced as SQLite's affinity would."""
     values = translation.bind(params)
-    for attempt in (1, 2):
-        statement = await _statement(conn, translation.sql)
-        try:
-            rows = await statement.fetch(*_arguments(statement, values))
-            return rows, _rowcount(statement)
-        except asyncpg.exceptions.InvalidCachedStatementError:
-            conn.jobsvc_statements().pop(translation.sql, None)
-            if attempt == 2 or conn.is_in_transaction():
-                raise
-        except asyncpg.PostgresError as exc:
-            converted = _integrity(exc)
-            if converted is exc:
-                raise
-            raise converted from exc
-    raise AssertionError("unreachable")
+    if values:
+        known = kinds.get(translation.sql)
+        if known is None:
+            statement = await conn.prepare(translation.sql)
+            known = kinds[translation.sql] = tuple(parameter.name for parameter in statement.get_parameters())
+        values = [_coerce(kind, value) for kind, value in zip(known, values, strict=True)]
+    try:
+        if rows:
+            return await conn.fetch(translation.sql, *values), -1
+        return [], _rowcount(await conn.execute(translation.sql, *values))
+    except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
+        raise ConstraintViolation(str(exc)) from exc
 
 
 async def load_schema(conn: Any) -> Schema:
@@ -246,39 +210,40 @@ async def migrate(conn: Any, text: str) -> int:
 class PgTx:
     """The statements of one write transaction; only PostgresDatabase.write makes one."""
 
-    def __init__(self, conn: Any, translator: Translator):
+    def __init__(self, conn: Any, translator: Translator, kinds: dict[str, tuple[str, ...]]):
         self._conn = conn
         self._translator = translator
+        self._kinds = kinds
         self._explicit_ids: set[str] = set()  # tables whose id sequence may be behind an explicit id
 
-    async def _statement(self, sql: str, params: Params, *, returning_id: bool = False):
+    async def _statement(self, sql: str, params: Params, *, rows: bool, returning_id: bool = False):
         translation = self._translator.translate(sql, returning_id)
         table = translation.table
         if table in self._explicit_ids and not translation.explicit_id:
             await self._advance(table)
-        rows, count = await _run(self._conn, translation, params)
+        found, count = await _run(self._conn, translation, params, self._kinds, rows=rows)
         if translation.explicit_id and table in self._translator.schema.sequences:
             self._explicit_ids.add(table)
-        return translation, rows, count
+        return translation, found, count
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; returns the row count it changed."""
-        _, _, count = await self._statement(sql, params)
+        _, _, count = await self._statement(sql, params, rows=False)
         return count
 
     async def insert(self, sql: str, params: Params = ()) -> int:
         """Run an INSERT; returns the new row id (0 when INSERT OR IGNORE inserted nothing)."""
-        translation, rows, _ = await self._statement(sql, params, returning_id=True)
+        translation, rows, _ = await self._statement(sql, params, rows=True, returning_id=True)
         if not translation.returns_id:
             raise TypeError(f"insert() needs an INSERT into a table with an id column: {sql!r}")
         return rows[0][0] if rows else 0
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        for params in rows:  # one prepared statement, one round trip per row, as sqlite3 does
-            await self._statement(sql, params)
+        for params in rows:  # one prepared statement, one round trip per row
+            await self._statement(sql, params, rows=False)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        translation, rows, _ = await self._statement(sql, params)
+        translation, rows, _ = await self._statement(sql, params, rows=True)
         return [_row(record, translation.renames) for record in rows]
 
     async def fetchone(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
@@ -308,6 +273,7 @@ class PostgresDatabase:
         self.min_size, self.max_size = min_size, max_size
         self._pool: asyncpg.Pool | None = None
         self._translator: Translator | None = None
+        self._kinds: dict[str, tuple[str, ...]] = {}  # translated SQL -> its parameters' types
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -324,7 +290,7 @@ class PostgresDatabase:
                 self.dsn,
                 min_size=self.min_size,
                 max_size=self.max_size,
-                connection_class=_Connection,  # keeps the prepared statements of the translated SQL
+                statement_cache_size=STATEMENTS_PER_CONNECTION,
                 server_settings={"standard_conforming_strings": "on", "application_name": "jobsvc"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -350,7 +316,7 @@ class PostgresDatabase:
         assert self._pool is not None, "database is not open"
         translation = self.translator.translate(sql)
         async with self._pool.acquire() as conn:
-            rows, _ = await _run(conn, translation, params)
+            rows, _ = await _run(conn, translation, params, self._kinds, rows=True)
         return [_row(record, translation.renames) for record in rows]
 
     async def fetchone(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
@@ -380,7 +346,7 @@ class PostgresDatabase:
             # READ COMMITTED whatever the server's default: each statement sees what committed before it
             async with conn.transaction(isolation="read_committed"):
                 await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, WRITE_LOCK)
-                tx = PgTx(conn, self.translator)
+                tx = PgTx(conn, self.translator, self._kinds)
                 result = await work(tx)
                 await tx.finish()
         except asyncpg.exceptions.DiskFullError as exc:
