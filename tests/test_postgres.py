@@ -173,7 +173,12 @@ def tiny_disk(tmp_path: Path, postgres_server):
     """A 1 MiB tmpfs the server's user owns, for a tablespace that fills up (needs root, as CI has)."""
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("filling a disk needs root to mount a small tmpfs")
-    tmp_path.chmod(tmp_path.stat().st_mode | 0o001)
+    # the server's user must reach it: the search bit on tmp_path and up to pytest's root (which another
+    # pytest session starting meanwhile makes 0700 again; tests/realservers.py sets it the same way)
+    for directory in [tmp_path, *tmp_path.parents]:
+        directory.chmod(directory.stat().st_mode | 0o001)
+        if directory.name.startswith("pytest-of-"):
+            break
     mountpoint = tmp_path / "tiny"
     mountpoint.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)], check=False)
