@@ -218,7 +218,9 @@ async def test_a_full_disk_is_database_full_and_changes_nothing(pg, postgres_dsn
         await conn.close()
 
 
-async def test_every_statement_of_jobsvc_translates_and_prepares(monkeypatch, aiohttp_client, tmp_path, pg):
+async def test_every_statement_of_jobsvc_translates_and_prepares(
+    monkeypatch, aiohttp_client, tmp_path, pg, postgres_dsn
+):
     """Every statement written in jobsvc/ (tests/sqlsites.py): the constant ones as they stand, the ones
     put together at run time as an in-process SQLite run executed them (tests/pgscenario.py), which must
     reach each; every one PREPAREd on the migrated PostgreSQL schema: it parses, every name resolves and
@@ -232,12 +234,15 @@ async def test_every_statement_of_jobsvc_translates_and_prepares(monkeypatch, ai
         if site.whole is not None:
             statements.setdefault(site.whole, "insert" if site.whole.lstrip().startswith("INSERT") else "fetch")
     failures = []
-    async with pg._pool.acquire() as conn:
+    conn = await asyncpg.connect(postgres_dsn)  # the database pg migrated
+    try:
         for sql, method in sorted(statements.items()):
             try:
                 translation = pg.translator.translate(sql, method == "insert")
                 await conn.prepare(translation.sql)
             except Exception as exc:  # every failure, not just the first
                 failures.append(f"{type(exc).__name__}: {exc}\n  {sql.strip()[:300]}")
+    finally:
+        await conn.close()
     assert failures == [], "\n".join(failures)
     assert len(statements) > 100
