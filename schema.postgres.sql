@@ -246,3 +246,19 @@ CREATE INDEX job_artifacts_expire ON job_artifacts (expire_at) WHERE expire_at I
 -- migration: 2
 -- a runner's running jobs, for its job_execution_status (active or idle) in the job entity
 CREATE INDEX jobs_running_runner ON jobs (runner_id) WHERE status = 'running';
+
+-- migration: 3
+-- What several jobsvc processes on one database share instead of keeping it in memory.
+-- A lease: the background task named holds it until expires_at (the sweeper runs in one process at a time).
+CREATE TABLE leases (
+    name       TEXT COLLATE "C" PRIMARY KEY,
+    holder     TEXT COLLATE "C" NOT NULL,
+    expires_at TEXT COLLATE "C" NOT NULL
+);
+-- Requests counted per key (endpoint and user) and minute, for GitLab's per-user rate limits.
+CREATE TABLE rate_counts (
+    key    TEXT COLLATE "C" NOT NULL,
+    minute BIGINT NOT NULL,
+    count  BIGINT NOT NULL,
+    PRIMARY KEY (key, minute)
+);

@@ -100,7 +100,7 @@ def cases(v: dict[str, int]) -> list[tuple[str, Call, dict[str, str]]]:
         out.append(
             (
                 f"pipelines {label}".strip(),
-                lambda r, f=filters: r.pipelines(p, f, order_by="id", sort="desc", limit=20, offset=0),
+                lambda r, f=filters: r.project_pipelines(p, f, order_by="id", sort="desc", limit=20, offset=0),
                 allow,
             )
         )
@@ -108,7 +108,7 @@ def cases(v: dict[str, int]) -> list[tuple[str, Call, dict[str, str]]]:
         out.append(
             (
                 f"pipelines order_by={order}",
-                lambda r, o=order: r.pipelines(p, {}, order_by=o, sort="desc", limit=20, offset=0),
+                lambda r, o=order: r.project_pipelines(p, {}, order_by=o, sort="desc", limit=20, offset=0),
                 {},
             )
         )

@@ -245,6 +245,7 @@ def serve(values: dict[str, Any], data_dir_given: bool) -> int:
 
 async def _load(data_dir: Path, fixture: fixture_format.Fixture) -> str:
     from jobsvc.storage.db import Database
+    from jobsvc.storage.repo import Repository
     from jobsvc.storage.store import Store
 
     store = Store(data_dir)
@@ -252,7 +253,7 @@ async def _load(data_dir: Path, fixture: fixture_format.Fixture) -> str:
     db = Database(data_dir / "jobsvc.sqlite3")
     await db.open()
     try:
-        return str(await fixtures.load_fixture(db, store, fixture))
+        return str(await fixtures.load_fixture(Repository(db), store, fixture))
     finally:
         await db.close()
 
@@ -291,21 +292,21 @@ def create_token(data_dir: Path, username: str, scope: str, name: str, expires_a
 async def _create_token(data_dir: Path, username: str, scope: str, name: str, expires_at: date | None) -> str:
     from jobsvc.domain import tokens
     from jobsvc.domain.timefmt import now_iso
-    from jobsvc.storage.db import Database, Tx
+    from jobsvc.storage.db import Database
+    from jobsvc.storage.repo import Repository
+    from jobsvc.storage.unit import Unit
 
     token = "glpat-" + secrets.token_urlsafe(15)
     db = Database(data_dir / "jobsvc.sqlite3")
     await db.open()
 
-    async def work(tx: Tx) -> None:
-        user = await tx.fetchone("SELECT id FROM users WHERE username = ?", (username,))
+    async def work(unit: Unit) -> None:
+        user = await unit.instance.user_by_name(username)
         if user is None:
             raise CliError(f"no user {username!r} in {data_dir}")
-        await tx.execute(
-            """INSERT INTO personal_access_tokens (user_id, name, digest, scopes, expires_at, created_at)
-               VALUES (?, ?, ?, ?, ?, ?)""",
+        await unit.instance.add_token(
             (
-                user[0],
+                user["id"],
                 name,
                 tokens.digest(token),
                 json.dumps([scope]),
@@ -315,7 +316,7 @@ async def _create_token(data_dir: Path, username: str, scope: str, name: str, ex
         )
 
     try:
-        await db.write(work)
+        await Repository(db).write(work)
     finally:
         await db.close()
     return token

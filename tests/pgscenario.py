@@ -23,11 +23,13 @@ import yaml
 
 from jobsvc import cli
 from jobsvc.http.app import create_app
-from jobsvc.http.keys import DB, STORE
+from jobsvc.http.keys import DB, REPO, STORE
 from jobsvc.services import artifacts, processing
+from jobsvc.services.leases import Lease
+from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
 from jobsvc.storage.db import Database, Tx
-from jobsvc.storage.repo import Repository
+from jobsvc.storage.queries.artifacts import ERASABLE
 from tests.conftest import RUNNING_JOB_TOKEN, SHA, auth, world
 
 REGISTRATION = "reg-token-scenario"
@@ -196,16 +198,19 @@ async def record_statements(monkeypatch: pytest.MonkeyPatch, aiohttp_client, tmp
     app = create_app(config)
     client = await aiohttp_client(app)
     await _api(client, tmp_path)
-    db, store = app[DB], app[STORE]
+    db, store, repo = app[DB], app[STORE], app[REPO]
     await asyncio.sleep(1.1)  # the delayed job's start_in
-    await db.write(processing.enqueue_due)
-    await artifacts.sweep(db, store)
-    await artifacts._keys(db, artifacts.ERASABLE, (31,))  # what a delete on a full disk removes first
-    await Repository(db).user_by_id(1)
-    scheduler = asyncio.create_task(processing.scheduler(db, interval=0.01))
+    await repo.write(processing.enqueue_due)
+    await artifacts.sweep(repo, store)
+    await repo.artifacts.keys(ERASABLE, (31,))  # what a delete on a full disk removes first
+    await repo.user_by_id(1)
+    lease = Lease(repo, "scheduler", 10, shared=True)  # as on a database several processes share
+    scheduler = asyncio.create_task(processing.scheduler(repo, lease, interval=0.01))
     await asyncio.sleep(0.1)
     scheduler.cancel()
     await asyncio.gather(scheduler, return_exceptions=True)
+    await SharedRateLimiter(repo, 600).hit("jobs", 1)  # as on a database several processes share
+    assert db is repo.db
     await client.close()
     await cli._create_token(config.data_dir, "root", "api", "scenario", None)
     return seen

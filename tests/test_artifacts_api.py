@@ -3,7 +3,7 @@
 import asyncio
 
 from jobsvc.http.app import create_app
-from jobsvc.http.keys import DB, STORE
+from jobsvc.http.keys import DB, REPO, STORE
 from jobsvc.services import artifacts
 from tests.conftest import auth
 
@@ -80,13 +80,13 @@ class TestSweeper:
             await tx.execute("UPDATE pipelines SET artifacts_locked = 1 WHERE id = 6")
 
         await db.write(lock)
-        assert await artifacts.sweep(db, store) == 0
+        assert await artifacts.sweep(client.app[REPO], store) == 0
         assert len((await job(client, 9))["artifacts"]) == 1
 
     async def test_expire_project_artifacts_then_sweep(self, client):
-        db, store = client.app[DB], client.app[STORE]
-        await artifacts.expire_project_artifacts(db, 1)
-        assert await artifacts.sweep(db, store) == 2  # jobs 8 and 9; traces stay
+        store = client.app[STORE]
+        await artifacts.expire_project_artifacts(client.app[REPO], 1)
+        assert await artifacts.sweep(client.app[REPO], store) == 2  # jobs 8 and 9; traces stay
         assert [a["file_type"] for a in (await job(client, 8))["artifacts"]] == ["trace"]
 
 

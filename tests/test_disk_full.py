@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from jobsvc.http.app import create_app
-from jobsvc.http.keys import DB, STORE
+from jobsvc.http.keys import DB, REPO, STORE
 from jobsvc.services import artifacts
 from jobsvc.settings import Config
 from jobsvc.storage import db as dbmod
@@ -183,14 +183,14 @@ async def test_a_full_disk_answers_507_frees_space_and_recovers(small_disk, aioh
     assert (data_dir / "artifacts" / "9").exists()
     fill(filler)
     try:
-        swept = await artifacts.sweep(app[DB], app[STORE])  # job 9's artifacts expired in 2016
+        swept = await artifacts.sweep(app[REPO], app[STORE])  # job 9's artifacts expired in 2016
     except dbmod.DatabaseFull:  # the rows could not go, but their files did
         swept = 0
     assert not list((data_dir / "artifacts" / "9").glob("*"))
 
     # room again: every write works without a restart, and the earlier data is intact
     filler.unlink()
-    assert swept + await artifacts.sweep(app[DB], app[STORE]) > 0
+    assert swept + await artifacts.sweep(app[REPO], app[STORE]) > 0
     assert await db_rows(data_dir, "SELECT count(*) FROM job_artifacts WHERE job_id = 9") == 0
     again = {name: (await call(client)).status for name, call in ROUTES}
     print("with room:", again)

@@ -13,6 +13,7 @@ import yaml
 from marshmallow import Schema, fields, validate
 
 from jobsvc.storage import fixture_format, fixtures
+from jobsvc.storage.repo import Repository
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "fixtures.md").read_text(encoding="utf-8")
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -87,17 +88,17 @@ async def test_doc_example_loads_as_described(text, expected, storage, tmp_path)
     path.write_text(text, encoding="utf-8")
     if expected is not None:
         with pytest.raises(fixture_format.FixtureError) as info:
-            await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
+            await fixtures.load_fixture(Repository(db), store, fixture_format.read_fixture(path))
         assert info.value.problems == expected
-        assert (await db.fetchone("SELECT count(*) FROM projects"))[0] == 0
+        assert (await db.fetchone("SELECT count(*) AS n FROM projects"))["n"] == 0
         return
-    summary = await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
+    summary = await fixtures.load_fixture(Repository(db), store, fixture_format.read_fixture(path))
     assert not summary.skipped
     assert summary.jobs == len(_jobs(document)) > 0
     assert summary.projects == len(document.get("projects") or [])
     assert summary.users == len(document.get("users") or [])
     assert summary.runners == len(document.get("runners") or [])
-    assert (await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))).skipped
+    assert (await fixtures.load_fixture(Repository(db), store, fixture_format.read_fixture(path))).skipped
 
 
 def test_the_error_examples_are_real():

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from jobsvc.storage import fixture_format, fixtures
+from jobsvc.storage.repo import Repository
 
 MINIMAL = {
     "users": [{"username": "root", "tokens": [{"token": "glpat-abcdefgh"}]}],
@@ -105,9 +106,9 @@ def test_derived_times_follow_the_status():
 async def test_load_and_skip_the_same_file(storage, tmp_path):
     db, store = storage
     fixture = fixture_format.parse_fixture(yaml.safe_dump(MINIMAL), tmp_path, "min.yaml")
-    summary = await fixtures.load_fixture(db, store, fixture)
+    summary = await fixtures.load_fixture(Repository(db), store, fixture)
     assert (summary.users, summary.projects, summary.pipelines, summary.jobs) == (1, 1, 1, 1)
-    assert (await fixtures.load_fixture(db, store, fixture)).skipped
+    assert (await fixtures.load_fixture(Repository(db), store, fixture)).skipped
     row = await db.fetchone("SELECT status, queued_at, started_at, finished_at FROM jobs")
     assert row["status"] == "success" and row["queued_at"] < row["started_at"] < row["finished_at"]
     token = await db.fetchone("SELECT digest FROM personal_access_tokens")
@@ -117,7 +118,9 @@ async def test_load_and_skip_the_same_file(storage, tmp_path):
 async def test_clash_with_database_changes_nothing(storage, tmp_path):
     db, store = storage
     await fixtures.load_fixture(
-        db, store, fixture_format.parse_fixture(yaml.safe_dump({"users": [{"username": "root", "id": 1}]}), tmp_path)
+        Repository(db),
+        store,
+        fixture_format.parse_fixture(yaml.safe_dump({"users": [{"username": "root", "id": 1}]}), tmp_path),
     )
     second = {
         "users": [{"username": "other", "id": 2}, {"username": "third", "id": 1}],
@@ -131,10 +134,12 @@ async def test_clash_with_database_changes_nothing(storage, tmp_path):
         ],
     }
     with pytest.raises(fixture_format.FixtureError) as info:
-        await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(second), tmp_path))
+        await fixtures.load_fixture(
+            Repository(db), store, fixture_format.parse_fixture(yaml.safe_dump(second), tmp_path)
+        )
     assert info.value.problems == ["users[1].id: 1 already exists in the database"]
-    assert (await db.fetchone("SELECT count(*) FROM users"))[0] == 1
-    assert (await db.fetchone("SELECT count(*) FROM projects"))[0] == 0
+    assert (await db.fetchone("SELECT count(*) AS n FROM users"))["n"] == 1
+    assert (await db.fetchone("SELECT count(*) AS n FROM projects"))["n"] == 0
     assert list((store.root / "artifacts").rglob("*.*")) == [] and list((store.root / "traces").iterdir()) == []
 
 
@@ -156,9 +161,9 @@ async def test_bad_reference_rolls_back_and_removes_files(storage, tmp_path):
         ]
     }
     with pytest.raises(fixture_format.FixtureError) as info:
-        await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(data), tmp_path))
+        await fixtures.load_fixture(Repository(db), store, fixture_format.parse_fixture(yaml.safe_dump(data), tmp_path))
     assert info.value.problems == ["projects[0].pipelines[0].jobs[1].user: no user 'nobody'"]
-    assert (await db.fetchone("SELECT count(*) FROM jobs"))[0] == 0
+    assert (await db.fetchone("SELECT count(*) AS n FROM jobs"))["n"] == 0
     assert [p for p in store.root.rglob("*") if p.is_file()] == [db.path] + [
         p for p in store.root.rglob("*") if p.is_file() and p.name.startswith("jobsvc.sqlite3-")
     ]
@@ -192,7 +197,7 @@ async def test_archive_dir_and_files_go_through_the_store(storage, tmp_path):
         ]
     }
     await fixtures.load_fixture(
-        db, store, fixture_format.parse_fixture(yaml.safe_dump(data, sort_keys=False), tmp_path)
+        Repository(db), store, fixture_format.parse_fixture(yaml.safe_dump(data, sort_keys=False), tmp_path)
     )
     rows = {r["job_id"]: r for r in await db.fetchall("SELECT * FROM job_artifacts WHERE file_type = 'archive'")}
     names = {job_id: zipfile.ZipFile(store.path(row["store_key"])).namelist() for job_id, row in rows.items()}
@@ -209,7 +214,7 @@ async def test_child_pipeline_parent_must_be_in_project(storage, tmp_path):
         "projects": [{"path": "g/p", "pipelines": [{"id": 1}]}, {"path": "g/q", "pipelines": [{"id": 2, "parent": 1}]}]
     }
     with pytest.raises(fixture_format.FixtureError) as info:
-        await fixtures.load_fixture(db, store, fixture_format.parse_fixture(yaml.safe_dump(data), tmp_path))
+        await fixtures.load_fixture(Repository(db), store, fixture_format.parse_fixture(yaml.safe_dump(data), tmp_path))
     assert info.value.problems == ["projects[1].pipelines[0].parent: no pipeline 1 in this project"]
 
 

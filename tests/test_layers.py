@@ -7,6 +7,7 @@ cannot get around the rule.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -87,5 +88,30 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     module.write_text("from jobsvc.http import keys\nimport aiohttp\nfrom jobsvc import http\n", encoding="utf-8")
     names = [name for _, name in _imports(module)]
     assert names == ["jobsvc.http", "aiohttp", "jobsvc", "jobsvc.http"]
+    assert _SQL.match("SELECT id FROM jobs") and _SQL.match("  UPDATE jobs SET status = ?")
+    assert not _SQL.match("DELETE /runners") and not _SQL.match("With an invalid token")
     assert _owner("jobsvc.http.handlers.base") == "jobsvc.http"
     assert "jobsvc.http" not in ALLOWED["storage"] and "aiohttp" in FORBIDDEN["domain"]
+
+
+_SQL = re.compile(
+    r"^\s*(SELECT\b.*\bFROM\b|INSERT\s+INTO\b|UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b|WITH\s+RECURSIVE\b|PRAGMA\s+\w+)",
+    re.S,
+)
+_DB_CALLS = {"fetchone", "fetchall", "execute", "executemany", "executescript"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if _part(p) not in ("storage",)],
+    ids=lambda p: p.relative_to(PACKAGE).as_posix(),
+)
+def test_no_sql_outside_storage(path: Path):
+    """The repository is the only way to the database: no statement and no driver call anywhere else."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SQL.match(node.value):
+            found.append(f"line {node.lineno}: {node.value.strip()[:40]!r}")
+        elif isinstance(node, ast.Attribute) and node.attr in _DB_CALLS:
+            found.append(f"line {node.lineno}: .{node.attr}(")
+    assert found == []

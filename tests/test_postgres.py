@@ -15,8 +15,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from jobsvc.services.leases import Lease
+from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.storage.db import DatabaseFull, migrations, schema_path
 from jobsvc.storage.postgres import ConstraintViolation, PostgresDatabase, migrate
+from jobsvc.storage.repo import Repository
 from tests.pgscenario import record_statements
 from tests.sqlsites import sites
 
@@ -246,3 +249,26 @@ async def test_every_statement_of_jobsvc_translates_and_prepares(
         await conn.close()
     assert failures == [], "\n".join(failures)
     assert len(statements) > 100
+
+
+async def test_two_stores_share_leases_and_rate_counts(postgres_dsn):
+    """What processes on one database share through it (tests/test_shared_state.py over SQLite): of
+    eight racing takers one holds a lease; requests counted from two stores add up."""
+    stores = [PostgresDatabase(postgres_dsn) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    try:
+        repos = [Repository(store) for store in stores]
+        takers = [Lease(repos[i % 2], "sweeper", 60, shared=True, holder=f"p{i}") for i in range(8)]
+        taken = await asyncio.gather(*(taker.take() for taker in takers))
+        assert taken.count(True) == 1
+        assert await takers[taken.index(True)].take()  # the holder renews
+        limiters = [SharedRateLimiter(repo, 30, clock=lambda: 120.0) for repo in repos]
+        waits = await asyncio.gather(*(limiters[i % 2].hit("jobs_index", 7) for i in range(40)))
+        assert waits.count(None) == 30 and set(waits) == {None, 60}
+        assert await stores[0].fetchall("SELECT key, minute, count FROM rate_counts") == [
+            {"key": "jobs_index:7", "minute": 2, "count": 40}
+        ]
+    finally:
+        for store in stores:
+            await store.close()

@@ -1,10 +1,5 @@
 """The API on PostgreSQL: the scenario of tests/pgscenario.py runs through, and the answers of SQLite and
-PostgreSQL, loaded with the same fixtures, are the same bytes (statuses, paging headers, bodies).
-
-Bridge, until the services read every row by name: PostgresDatabase gives plain dicts, while some
-services still read sqlite3.Row by position (``row[0]``, ``count, newest, updated = row``); the
-``positional_rows`` fixture lets the rows answer both ways meanwhile. Remove it once they do.
-"""
+PostgreSQL, loaded with the same fixtures, are the same bytes (statuses, paging headers, bodies)."""
 
 from __future__ import annotations
 
@@ -13,7 +8,6 @@ import re
 import pytest
 import yaml
 
-import jobsvc.storage.postgres as postgres
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.http.app import create_app
 from jobsvc.settings import Config
@@ -38,22 +32,6 @@ READS = [
 ]  # fmt: skip
 
 
-class _Row(dict):
-    """A dict that also answers by position, as sqlite3.Row does (the bridge above)."""
-
-    def __getitem__(self, key):
-        return list(self.values())[key] if isinstance(key, int) else super().__getitem__(key)
-
-    def __iter__(self):
-        return iter(list(self.values()))
-
-
-@pytest.fixture
-def positional_rows(monkeypatch):
-    plain = postgres._row
-    monkeypatch.setattr(postgres, "_row", lambda record, renames: _Row(plain(record, renames)))
-
-
 def _config(tmp_path, name: str, database_url: str) -> Config:
     world_file, extra_file = tmp_path / "world.yaml", tmp_path / "extra.yaml"
     world_file.write_text(yaml.safe_dump(world(), sort_keys=False))
@@ -69,12 +47,12 @@ def _timeless(body: str) -> str:
     return re.sub(r'"(duration|queued_duration)":[0-9.]+', r'"\1":(since)', body)
 
 
-async def test_the_scenario_runs_on_postgres(positional_rows, aiohttp_client, tmp_path, postgres_dsn):
+async def test_the_scenario_runs_on_postgres(aiohttp_client, tmp_path, postgres_dsn):
     client = await aiohttp_client(create_app(_config(tmp_path, "var", postgres_dsn)))
     await pgscenario._api(client, tmp_path)
 
 
-async def test_sqlite_and_postgres_answer_the_same(positional_rows, aiohttp_client, tmp_path, postgres_dsn):
+async def test_sqlite_and_postgres_answer_the_same(aiohttp_client, tmp_path, postgres_dsn):
     clients = [
         await aiohttp_client(create_app(_config(tmp_path, "sqlite", ""))),
         await aiohttp_client(create_app(_config(tmp_path, "postgres", postgres_dsn))),

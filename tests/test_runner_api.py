@@ -53,11 +53,11 @@ class TestRegistration:
         ("info" + "[a" * 50_000 + "=x", "info is invalid"),
     ])  # fmt: skip
     async def test_form_encoded_bad_shapes(self, reg_client, form, error):
-        count = "SELECT count(*) FROM runners"
-        before = (await reg_client.app[DB].fetchone(count))[0]
+        count = "SELECT count(*) AS n FROM runners"
+        before = (await reg_client.app[DB].fetchone(count))["n"]
         resp = await reg_client.post("/api/v4/runners", data=f"token=reg-token-123&{form}", headers=FORM)
         assert resp.status == 400 and await resp.json() == {"error": error}
-        assert (await reg_client.app[DB].fetchone(count))[0] == before
+        assert (await reg_client.app[DB].fetchone(count))["n"] == before
 
     async def test_missing_and_wrong_token(self, reg_client):
         resp = await reg_client.post("/api/v4/runners", json={})

@@ -40,7 +40,7 @@ async def test_a_new_migration_upgrades_an_existing_database(tmp_path, monkeypat
     monkeypatch.setattr("jobsvc.storage.db.schema_path", lambda: _Text(upgraded))
     db = Database(tmp_path / "j.sqlite3")
     await db.open()
-    assert (await db.fetchone("PRAGMA user_version"))[0] == version
+    assert (await db.fetchone("PRAGMA user_version"))["user_version"] == version
     assert await db.fetchall("SELECT * FROM probe") == []
     await db.close()
 
@@ -82,9 +82,9 @@ async def test_concurrent_writers_are_serialized(tmp_path):
     async def bump(tx):
         row = await tx.fetchone("SELECT value FROM instance_settings WHERE key = 'n'")
         await asyncio.sleep(0)
-        value = int(row[0]) + 1 if row else 1
+        value = int(row["value"]) + 1 if row else 1
         await tx.execute("INSERT OR REPLACE INTO instance_settings (key, value) VALUES ('n', ?)", (str(value),))
 
     await asyncio.gather(*(db.write(bump) for _ in range(50)))
-    assert (await db.fetchone("SELECT value FROM instance_settings WHERE key = 'n'"))[0] == "50"
+    assert (await db.fetchone("SELECT value FROM instance_settings WHERE key = 'n'"))["value"] == "50"
     await db.close()

@@ -150,7 +150,7 @@ def test_page_url_sorts_keys_keeps_arrays_and_encodes_commas():
 
 
 def test_offset_headers_middle_page_with_total():
-    page = pagination.Page(2, 10)
+    page = pagination.PageRequest(2, 10)
     headers = pagination.offset_headers("http://h", "/p", [], page, has_next=True, out_of_range=False, total=25)
     assert headers["X-Total"] == "25" and headers["X-Total-Pages"] == "3"
     assert headers["X-Next-Page"] == "3" and headers["X-Prev-Page"] == "1"
@@ -164,7 +164,7 @@ def test_offset_headers_middle_page_with_total():
 
 def test_offset_headers_without_count_and_out_of_range():
     headers = pagination.offset_headers(
-        "http://h", "/p", [], pagination.Page(7, 10), has_next=False, out_of_range=True, total=None
+        "http://h", "/p", [], pagination.PageRequest(7, 10), has_next=False, out_of_range=True, total=None
     )
     assert "X-Total" not in headers and "last" not in headers["Link"]
     assert headers["X-Next-Page"] == "" and headers["X-Prev-Page"] == ""

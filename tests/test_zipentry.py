@@ -57,7 +57,11 @@ def make_zip(path: Path, members: dict[str, bytes], method: int = zipfile.ZIP_DE
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("zips") / "artifacts.zip"
+    return write_archive(tmp_path_factory.mktemp("zips") / "artifacts.zip")
+
+
+def write_archive(path: Path) -> Path:
+    """Every kind of member the downloads must handle: stored, deflated, nested, odd names, a directory."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the duplicated name is deliberate
         zf.writestr("hello.txt", HELLO)

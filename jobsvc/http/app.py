@@ -12,12 +12,15 @@ from aiohttp import web
 
 from jobsvc.domain.ratelimit import RateLimiter
 from jobsvc.http import routes
-from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, STORE
+from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE
 from jobsvc.http.middleware import error_middleware, security_headers
 from jobsvc.services import artifacts, processing
+from jobsvc.services.leases import Lease
+from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
 from jobsvc.storage.backends import open_database
+from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,13 +42,16 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     store.prepare()
     db = await open_database(config.database_url, config.data_dir)
     try:
+        repo = Repository(db)
         for path in fixture_paths(config):
-            summary = await fixtures.load_fixture(db, store, fixture_format.read_fixture(path))
+            summary = await fixtures.load_fixture(repo, store, fixture_format.read_fixture(path))
             log.info("%s", summary)
-        await artifacts.reconcile(db, store)
-        row = await db.fetchone("SELECT value FROM instance_settings WHERE key = 'external_url'")
-        app[EXTERNAL_URL] = row[0] if row else ""
+        await artifacts.reconcile(repo, store)
+        app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
         app[DB] = db
+        app[REPO] = repo
+        limit = config.jobs_rate_limit
+        app[RATE_LIMITER] = SharedRateLimiter(repo, limit) if db.shared else RateLimiter(limit)
         app[STORE] = store
         yield
     finally:
@@ -54,9 +60,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run for as long as the app does: the artifact sweeper and the delayed-job scheduler."""
+    repo, shared, interval = app[REPO], app[DB].shared, app[CONFIG].sweep_interval
     tasks = [
-        asyncio.create_task(artifacts.sweeper(app[DB], app[STORE], app[CONFIG].sweep_interval)),
-        asyncio.create_task(processing.scheduler(app[DB])),
+        asyncio.create_task(
+            artifacts.sweeper(repo, app[STORE], interval, Lease(repo, "sweeper", 3 * interval, shared=shared))
+        ),
+        asyncio.create_task(processing.scheduler(repo, Lease(repo, "scheduler", 10, shared=shared))),
     ]
     yield
     for task in tasks:
@@ -69,7 +78,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
-    app[RATE_LIMITER] = RateLimiter(config.jobs_rate_limit)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_background)
     app.on_response_prepare.append(security_headers)

@@ -10,7 +10,6 @@ rack-oauth2's ``invalid_token`` for expired and revoked ones, 403
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,9 +17,10 @@ from aiohttp import web
 from jobsvc.domain import errors
 from jobsvc.domain.timefmt import today
 from jobsvc.domain.tokens import digest
-from jobsvc.http.keys import DB
+from jobsvc.http.keys import REPO
 from jobsvc.http.urls import base_url
 from jobsvc.storage.repo import Repository
+from jobsvc.storage.rows import Row
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -29,7 +29,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 class Principal:
     """An authenticated caller: a user, acting through a PAT or a running job's token."""
 
-    user: sqlite3.Row
+    user: Row
     job_id: int | None = None  # set when authenticated by a job token
     job_project_id: int | None = None
 
@@ -60,7 +60,7 @@ def _job_token(request: web.Request) -> str | None:
     return request.headers.get("JOB-TOKEN") or request.query.get("job_token")
 
 
-def _check_user(user: sqlite3.Row, base: str) -> None:
+def _check_user(user: Row, base: str) -> None:
     if user["state"] == "blocked":
         raise errors.forbidden("Your account has been blocked.")
     if user["state"] == "deactivated":
@@ -98,7 +98,7 @@ async def _by_job_token(repo: Repository, token: str, base: str) -> Principal | 
 
 async def authenticate(request: web.Request, *, job_token_allowed: bool = False) -> Principal | None:
     """The caller, or None when no credentials were sent. Bad credentials raise."""
-    repo = Repository(request.app[DB])
+    repo = request.app[REPO]
     base = base_url(request)
     bearer = _bearer(request)
     if job_token_allowed:
@@ -128,4 +128,4 @@ async def require(request: web.Request, *, job_token_allowed: bool = False) -> P
 
 async def job_token_principal(request: web.Request, token: str) -> Principal | None:
     """The caller a job token stands for (its job's user), for the runner's own routes."""
-    return await _by_job_token(Repository(request.app[DB]), token, base_url(request))
+    return await _by_job_token(request.app[REPO], token, base_url(request))

@@ -8,16 +8,16 @@ at read time.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
 from jobsvc.domain.timefmt import format_utc, parse, seconds_between
+from jobsvc.storage.rows import Row
 
 ONLINE_WINDOW = timedelta(hours=2)
 
 
-def user(row: sqlite3.Row, base: str, prefix: str = "u_") -> dict[str, Any] | None:
+def user(row: Row, base: str, prefix: str = "u_") -> dict[str, Any] | None:
     """API::Entities::User as embedded in jobs and pipelines."""
     user_id = row[prefix + "id"]
     if user_id is None:
@@ -51,7 +51,7 @@ def user(row: sqlite3.Row, base: str, prefix: str = "u_") -> dict[str, Any] | No
     }
 
 
-def _commit(row: sqlite3.Row, base: str, path: str) -> dict[str, Any] | None:
+def _commit(row: Row, base: str, path: str) -> dict[str, Any] | None:
     sha = row["p_sha"]
     if row["c_title"] is None:
         return None
@@ -74,7 +74,7 @@ def _commit(row: sqlite3.Row, base: str, path: str) -> dict[str, Any] | None:
     }
 
 
-def _runner(row: sqlite3.Row, now: datetime) -> dict[str, Any] | None:
+def _runner(row: Row, now: datetime) -> dict[str, Any] | None:
     if row["runner_id"] is None or row["r_description"] is None:
         return None
     contacted = row["r_contacted_at"]
@@ -97,7 +97,7 @@ def _runner(row: sqlite3.Row, now: datetime) -> dict[str, Any] | None:
     }
 
 
-def _artifacts(row: sqlite3.Row, now_text: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def _artifacts(row: Row, now_text: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """``artifacts[]`` and ``artifacts_file`` (only while an unexpired archive exists)."""
     listed, archive = [], None
     if row["artifacts"] in (None, "[]"):
@@ -109,7 +109,7 @@ def _artifacts(row: sqlite3.Row, now_text: str) -> tuple[list[dict[str, Any]], d
     return listed, archive
 
 
-def pipeline_basic(row: sqlite3.Row, base: str, prefix: str = "p_") -> dict[str, Any]:
+def pipeline_basic(row: Row, base: str, prefix: str = "p_") -> dict[str, Any]:
     """API::Entities::Ci::PipelineBasic, from a job row (``p_`` columns) or a pipeline row."""
     project_id = row["project_id"]
     pipeline_id = row["pipeline_id"] if prefix else row["id"]
@@ -143,7 +143,7 @@ class JobPresenter:
             self._shared[kind, key] = build()
         return self._shared[kind, key]
 
-    def __call__(self, row: sqlite3.Row) -> dict[str, Any]:
+    def __call__(self, row: Row) -> dict[str, Any]:
         base, path = self.base, row["pr_path"]
         artifacts, archive = _artifacts(row, self.now_text)
         entity: dict[str, Any] = {
@@ -181,7 +181,7 @@ class JobPresenter:
         return entity
 
 
-def job(row: sqlite3.Row, base: str, now: datetime) -> dict[str, Any]:
+def job(row: Row, base: str, now: datetime) -> dict[str, Any]:
     """One job entity."""
     return JobPresenter(base, now)(row)
 
@@ -218,7 +218,7 @@ def detailed_status(status: str, details_path: str) -> dict[str, Any]:
     }
 
 
-def pipeline(row: sqlite3.Row, base: str, now: datetime) -> dict[str, Any]:
+def pipeline(row: Row, base: str, now: datetime) -> dict[str, Any]:
     """API::Entities::Ci::Pipeline (a pipeline row with ``pr_path`` and ``u_`` columns)."""
     entity = pipeline_basic(row, base, prefix="")
     started, finished = row["started_at"], row["finished_at"]
@@ -264,7 +264,7 @@ def _stable_id(text: str) -> int:
     return zlib.crc32(text.lower().encode()) & 0x7FFFFFFF or 1
 
 
-def project(row: sqlite3.Row, base: str, access_level: int | None = None, simple: bool = False) -> dict[str, Any]:
+def project(row: Row, base: str, access_level: int | None = None, simple: bool = False) -> dict[str, Any]:
     """API::Entities::Project (BasicProjectDetails fields first)."""
     path = row["path_with_namespace"]
     namespace = _namespace(path, base)
@@ -324,7 +324,7 @@ def project(row: sqlite3.Row, base: str, access_level: int | None = None, simple
     return entity
 
 
-def current_user(row: sqlite3.Row, base: str, now: datetime) -> dict[str, Any]:
+def current_user(row: Row, base: str, now: datetime) -> dict[str, Any]:
     """``GET /user``: API::Entities::UserPublic, plus ``is_admin`` for an admin."""
     entity = user(row, base, prefix="")
     assert entity is not None

@@ -42,7 +42,7 @@ KEYSET_UNSUPPORTED_MESSAGE = "Keyset pagination is not yet available for this ty
 
 
 @dataclass(frozen=True)
-class Page:
+class PageRequest:
     page: int
     per_page: int
 
@@ -52,11 +52,11 @@ class Page:
         return min((self.page - 1) * self.per_page, INT64_MAX)
 
 
-def page_of(page: int, per_page: int) -> Page:
+def page_of(page: int, per_page: int) -> PageRequest:
     """Kaminari's clamping of the requested numbers."""
     if per_page < 0:
         per_page = DEFAULT_PER_PAGE
-    return Page(max(page, 1), min(per_page, MAX_PER_PAGE))
+    return PageRequest(max(page, 1), min(per_page, MAX_PER_PAGE))
 
 
 def offset_limit_exceeded(page: int, per_page: int) -> bool:
@@ -101,7 +101,7 @@ def offset_headers(
     base: str,
     path: str,
     query: Iterable[tuple[str, str]],
-    page: Page,
+    page: PageRequest,
     *,
     has_next: bool,
     out_of_range: bool,

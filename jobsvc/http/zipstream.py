@@ -10,11 +10,16 @@ body. STORED members are sent with ``loop.sendfile`` straight from the archive; 
 are inflated in a worker thread that runs at most a few 64 KiB pieces ahead of the socket.
 If the archive turns out to lie (more or fewer bytes than declared, a CRC mismatch), the
 connection is cut, so the client sees a short body instead of wrong bytes that look complete.
+
+An archive in an object store (a :class:`jobsvc.storage.zipindex.RangeReader`) is served the same
+way by :func:`stream_remote_entry`: its member comes from one ranged GET, inflated on the loop
+(at most 64 KiB out per step) as the pieces arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mimetypes
 import os
@@ -22,7 +27,7 @@ import re
 import string
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import hdrs, web
 
@@ -31,8 +36,10 @@ from jobsvc.storage.zipindex import (
     ArchiveError,
     EntryInfo,
     Member,
+    RangeReader,
     entry_pieces,
     open_member,
+    open_remote_member,
 )
 
 log = logging.getLogger(__name__)
@@ -199,18 +206,45 @@ async def stream_entry(
     """
     member = await asyncio.to_thread(open_member, os.fspath(archive_path), entry)
     with member.file:
-        response = _entry_response(entry, headers)
-        try:
-            await response.prepare(request)
-            if request.method != hdrs.METH_HEAD and entry.file_size:
-                await _send_body(request, response, member, entry)
-            await response.write_eof()
-        except ConnectionError as exc:
-            log.debug("client went away while sending %r: %s", entry.name, exc)
-            _abort(request, response)
-        except (ArchiveError, OSError) as exc:
-            log.warning("aborted sending %r from %s: %s", entry.name, entry.archive.path, exc)
-            _abort(request, response)
+        return await _respond(request, entry, headers, lambda response: _send_body(request, response, member, entry))
+
+
+async def stream_remote_entry(
+    request: web.BaseRequest,
+    reader: RangeReader,
+    entry: EntryInfo,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """:func:`stream_entry` for an archive read by byte ranges (an object in S3); the same answers."""
+    pieces = await open_remote_member(reader, entry)
+    async with contextlib.aclosing(pieces):
+
+        async def send(response: web.StreamResponse) -> None:
+            async for piece in pieces:
+                await response.write(piece)
+
+        return await _respond(request, entry, headers, send)
+
+
+async def _respond(
+    request: web.BaseRequest,
+    entry: EntryInfo,
+    headers: Mapping[str, str] | None,
+    send_body: Callable[[web.StreamResponse], Awaitable[None]],
+) -> web.StreamResponse:
+    response = _entry_response(entry, headers)
+    try:
+        await response.prepare(request)
+        if request.method != hdrs.METH_HEAD and entry.file_size:
+            await send_body(response)
+        await response.write_eof()
+    except ConnectionError as exc:
+        log.debug("client went away while sending %r: %s", entry.name, exc)
+        _abort(request, response)
+    except (ArchiveError, OSError) as exc:
+        log.warning("aborted sending %r from %s: %s", entry.name, entry.archive[0], exc)
+        _abort(request, response)
     return response
 
 

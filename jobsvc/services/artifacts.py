@@ -25,8 +25,12 @@ from typing import TypeVar
 
 from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
 from jobsvc.services import jobstate
-from jobsvc.storage.db import Database, DatabaseFull, Tx
+from jobsvc.services.leases import Lease
+from jobsvc.storage.db import DatabaseFull
+from jobsvc.storage.queries.artifacts import ERASABLE, EXPIRED
+from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Incoming, Store
+from jobsvc.storage.unit import Unit
 
 log = logging.getLogger(__name__)
 
@@ -61,80 +65,64 @@ class Upload:
     expire_in: int | None  # seconds; None: never
 
 
-async def accept_upload(db: Database, store: Store, upload: Upload, incoming: Incoming) -> bool:
+async def accept_upload(repo: Repository, store: Store, upload: Upload, incoming: Incoming) -> bool:
     """Store an upload; True when it was new, False when the same file was already there (idempotent).
 
     GitLab's 403 when the job has ended since it was authenticated (checked again inside the INSERT's
     transaction, which is what makes it race-free)."""
-    job = await db.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (upload.job_id,))
+    job = await repo.jobs.status(upload.job_id)
     assert job is not None, "the job was authenticated before"
     jobstate.check_alive(job)
-    existing = await db.fetchone(
-        "SELECT sha256 FROM job_artifacts WHERE job_id = ? AND file_type = ?", (upload.job_id, upload.file_type)
-    )
+    existing = await repo.artifacts.sha256(upload.job_id, upload.file_type)
     if existing is not None:
         incoming.discard()
-        if existing["sha256"] == incoming.sha256:
+        if existing == incoming.sha256:
             return False
         raise UploadRejected("another artifact of the same type already exists")
     # before the file is in place: nothing that fails after it may leave the file without its row
     expire_at = format_utc(utcnow() + timedelta(seconds=upload.expire_in)) if upload.expire_in else None
     stored = await asyncio.to_thread(store.install, incoming, upload.job_id, upload.file_format)
 
-    async def work(tx: Tx) -> bool:
-        job = await tx.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (upload.job_id,))
+    async def work(unit: Unit) -> bool:
+        job = await unit.jobs.status(upload.job_id)
         assert job is not None, "the job was authenticated before"
         jobstate.check_alive(job)  # the job may have ended while the body was arriving
-        again = await tx.fetchone(
-            "SELECT sha256 FROM job_artifacts WHERE job_id = ? AND file_type = ?", (upload.job_id, upload.file_type)
-        )
+        again = await unit.artifacts.sha256(upload.job_id, upload.file_type)
         if again is not None:
-            if again["sha256"] == stored.sha256:
+            if again == stored.sha256:
                 return False
             raise UploadRejected("another artifact of the same type already exists")
-        await tx.execute(
-            """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
-                   store_key, expire_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        await unit.artifacts.add(
             (upload.job_id, upload.project_id, upload.file_type, upload.file_format, upload.filename, stored.size,
              stored.sha256, stored.key, expire_at, now_iso()),
         )  # fmt: skip
         if upload.file_type == "archive":
-            await tx.execute("UPDATE jobs SET artifacts_expire_at = ? WHERE id = ?", (expire_at, upload.job_id))
+            await unit.jobs.set_artifacts_expire_at(upload.job_id, expire_at)
         return True
 
     try:
-        return await db.write(work)
+        return await repo.write(work)
     except UploadRejected:
         store.remove(stored.key)
         raise
     except BaseException:
         # the row did not commit: nothing points at the file, whose name is this upload's own hash
-        if await db.fetchone("SELECT 1 FROM job_artifacts WHERE store_key = ?", (stored.key,)) is None:
+        if not await repo.artifacts.key_known(stored.key):
             store.remove(stored.key)
         raise
 
 
-async def keep(db: Database, job_id: int) -> bool:
+async def keep(repo: Repository, job_id: int) -> bool:
     """Keep a job's artifacts forever; False when it has no unexpired archive (GitLab's ``artifacts?``)."""
 
-    async def work(tx: Tx) -> bool:
-        archive = await tx.fetchone(
-            "SELECT expire_at FROM job_artifacts WHERE job_id = ? AND file_type = 'archive'", (job_id,)
-        )
+    async def work(unit: Unit) -> bool:
+        archive = await unit.artifacts.archive_expiry(job_id)
         if archive is None or (archive["expire_at"] is not None and archive["expire_at"] <= now_iso()):
             return False
-        await tx.execute("UPDATE jobs SET artifacts_expire_at = NULL WHERE id = ?", (job_id,))
-        await tx.execute("UPDATE job_artifacts SET expire_at = NULL WHERE job_id = ?", (job_id,))
+        await unit.artifacts.keep(job_id)
         return True
 
-    return await db.write(work)
-
-
-async def _delete_rows(tx: Tx, where: str, params: tuple) -> list[str]:
-    rows = await tx.fetchall(f"SELECT id, store_key FROM job_artifacts WHERE {where}", params)  # noqa: S608
-    for row in rows:
-        await tx.execute("DELETE FROM job_artifacts WHERE id = ?", (row["id"],))
-    return [row["store_key"] for row in rows]
+    return await repo.write(work)
 
 
 def remove_files(store: Store, keys: list[str]) -> None:
@@ -144,92 +132,71 @@ def remove_files(store: Store, keys: list[str]) -> None:
 
 
 async def write_freeing(
-    db: Database, store: Store, work: Callable[[Tx], Awaitable[T]], doomed: Callable[[], Awaitable[list[str]]]
+    repo: Repository, store: Store, work: Callable[[Unit], Awaitable[T]], doomed: Callable[[], Awaitable[list[str]]]
 ) -> T:
     """Run a transaction that deletes artifact rows; on a disk too full for it, remove the files of the rows
     it would delete (``doomed``, read outside the transaction) first, and try once more."""
     try:
-        return await db.write(work)
+        return await repo.write(work)
     except DatabaseFull:
         keys = await doomed()
         log.warning("disk full: removing %d artifact files before their rows", len(keys))
         remove_files(store, keys)
-        return await db.write(work)
+        return await repo.write(work)
 
 
-async def _keys(db: Database, where: str, params: tuple) -> list[str]:
-    rows = await db.fetchall(f"SELECT store_key FROM job_artifacts WHERE {where}", params)  # noqa: S608
-    return [row["store_key"] for row in rows]
-
-
-ERASABLE = "job_id = ? AND file_type != 'trace'"
-
-
-async def delete_job_artifacts(db: Database, store: Store, job_id: int) -> None:
+async def delete_job_artifacts(repo: Repository, store: Store, job_id: int) -> None:
     """Every artifact of a job but its log (GitLab's "erasable" artifacts)."""
 
-    async def work(tx: Tx) -> list[str]:
-        keys = await _delete_rows(tx, ERASABLE, (job_id,))
-        await tx.execute("UPDATE jobs SET artifacts_expire_at = NULL WHERE id = ?", (job_id,))
+    async def work(unit: Unit) -> list[str]:
+        keys = await unit.artifacts.delete(ERASABLE, (job_id,))
+        await unit.jobs.set_artifacts_expire_at(job_id, None)
         return keys
 
-    remove_files(store, await write_freeing(db, store, work, lambda: _keys(db, ERASABLE, (job_id,))))
+    remove_files(store, await write_freeing(repo, store, work, lambda: repo.artifacts.keys(ERASABLE, (job_id,))))
 
 
-async def expire_project_artifacts(db: Database, project_id: int) -> int:
+async def expire_project_artifacts(repo: Repository, project_id: int) -> int:
     """``DELETE /projects/:id/artifacts``: mark every artifact expired now, except those of locked pipelines
     and of the latest successful pipeline of each ref; the sweeper then removes them."""
 
-    async def work(tx: Tx) -> int:
-        return await tx.execute(
-            """UPDATE job_artifacts SET expire_at = ?
-                WHERE project_id = ? AND file_type != 'trace' AND locked = 0
-                  AND job_id IN (
-                      SELECT j.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id
-                       WHERE j.project_id = ? AND p.artifacts_locked = 0
-                         AND p.id NOT IN (SELECT max(id) FROM pipelines
-                                           WHERE project_id = ? AND status = 'success' GROUP BY ref))""",
-            (now_iso(), project_id, project_id, project_id),
-        )
+    async def work(unit: Unit) -> int:
+        return await unit.artifacts.expire_project(project_id, now_iso())
 
-    return await db.write(work)
+    return await repo.write(work)
 
 
-async def sweep(db: Database, store: Store, batch: int = 500) -> int:
+async def sweep(repo: Repository, store: Store, batch: int = 500) -> int:
     """Remove expired artifacts whose pipeline is not locked; returns how many went."""
-
-    where = """id IN (SELECT a.id FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
-                       JOIN pipelines p ON p.id = j.pipeline_id
-                      WHERE a.expire_at IS NOT NULL AND a.expire_at <= ? AND a.locked = 0
-                        AND a.file_type != 'trace' AND p.artifacts_locked = 0 LIMIT ?)"""
     params = (now_iso(), batch)
 
-    async def work(tx: Tx) -> list[str]:
-        return await _delete_rows(tx, where, params)
+    async def work(unit: Unit) -> list[str]:
+        return await unit.artifacts.delete(EXPIRED, params)
 
-    keys = await write_freeing(db, store, work, lambda: _keys(db, where, params))
+    keys = await write_freeing(repo, store, work, lambda: repo.artifacts.keys(EXPIRED, params))
     remove_files(store, keys)
     if keys:
         log.info("swept %d expired artifacts", len(keys))
     return len(keys)
 
 
-async def sweeper(db: Database, store: Store, interval: float) -> None:
-    """The background task: every ``interval`` seconds, sweep until nothing is left; until cancelled."""
+async def sweeper(repo: Repository, store: Store, interval: float, lease: Lease) -> None:
+    """The background task: every ``interval`` seconds, sweep until nothing is left; until cancelled.
+
+    Only the process holding the lease sweeps (it lasts three intervals, and is renewed each round)."""
     while True:
         await asyncio.sleep(interval)
         try:
-            while await sweep(db, store) > 0:
+            while await lease.take() and await sweep(repo, store) > 0:
                 pass
         except Exception:  # a failed round is logged and retried next time
             log.exception("artifact sweep failed")
 
 
-async def reconcile(db: Database, store: Store) -> None:
+async def reconcile(repo: Repository, store: Store) -> None:
     """On start: files no row points at (a crash between rename and commit) are removed; rows whose file
     is missing are logged (their downloads answer 404)."""
-    rows = await db.fetchall("SELECT store_key FROM job_artifacts")
-    known = {row["store_key"] for row in rows}
+    known = await repo.artifacts.all_keys()
     for path in store.list_artifact_files():
         key = path.relative_to(store.root).as_posix()
         if key not in known:

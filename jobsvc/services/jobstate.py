@@ -1,6 +1,6 @@
 """Job state changes that runners cause: authentication by job token, state updates, the log's end.
 
-Every change runs in one BEGIN IMMEDIATE transaction with a guarded UPDATE and
+Every change runs in one unit of work with a guarded UPDATE and
 then lets the pipeline catch up (``processing.after_job_change``).
 """
 
@@ -11,13 +11,15 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 
 from jobsvc.domain import errors, statemachine, tokens
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import processing
-from jobsvc.storage.db import Database, DatabaseFull, Tx
+from jobsvc.storage.db import DatabaseFull
+from jobsvc.storage.repo import Repository
+from jobsvc.storage.rows import Row
 from jobsvc.storage.store import Store
+from jobsvc.storage.unit import Unit
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +35,12 @@ KNOWN_FAILURES = frozenset({
 })  # fmt: skip
 
 
-async def authenticate_job(db: Database, job_id: int | None, token: str | None) -> sqlite3.Row:
+async def authenticate_job(repo: Repository, job_id: int | None, token: str | None) -> Row:
     """``authenticate_job!``: 403 for an unknown job (None: an id past 64 bits) or a wrong token, and for
     a job no longer running, with ``Job-Status`` so the runner learns that its job was canceled or has finished."""
     job = None
     if job_id is not None:
-        job = await db.fetchone(
-            "SELECT id, status, token_digest, erased_at, pipeline_id, project_id FROM jobs WHERE id = ?", (job_id,)
-        )
+        job = await repo.jobs.for_runner(job_id)
     if job is None or not token or job["token_digest"] is None:
         raise errors.forbidden()
     if not hmac.compare_digest(job["token_digest"], tokens.digest(token)):
@@ -49,7 +49,7 @@ async def authenticate_job(db: Database, job_id: int | None, token: str | None) 
     return job
 
 
-def check_alive(job: sqlite3.Row) -> None:
+def check_alive(job: Row) -> None:
     """The runner may still write for this job (its ``status`` and ``erased_at``): else GitLab's 403."""
     if job["erased_at"] is not None:
         raise errors.forbidden("Job has been erased!")
@@ -57,9 +57,9 @@ def check_alive(job: sqlite3.Row) -> None:
         raise errors.forbidden("Job is not running", headers={"Job-Status": job["status"]})
 
 
-async def alive_status(db: Database, job_id: int) -> str:
+async def alive_status(repo: Repository, job_id: int) -> str:
     """Read the job again (after a wait, a lock or a body): its status, or the 403 of ``check_alive``."""
-    job = await db.fetchone("SELECT status, erased_at FROM jobs WHERE id = ?", (job_id,))
+    job = await repo.jobs.status(job_id)
     if job is None:
         raise errors.forbidden()
     check_alive(job)
@@ -71,51 +71,47 @@ def _finishing_status(current: str, state: str) -> str | None:
     return statemachine.transition(current, "succeed" if state == "success" else "drop")
 
 
-async def runner_update(db: Database, store: Store, job: sqlite3.Row, state: str, failure_reason: object) -> str:
+async def runner_update(repo: Repository, store: Store, job: Row, state: str, failure_reason: object) -> str:
     """Apply ``PUT /jobs/:id``; returns the job's status afterwards."""
     if state == "running":
 
-        async def touch(tx: Tx) -> str:
-            await tx.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (now_iso(), job["id"]))
-            row = await tx.fetchone("SELECT status FROM jobs WHERE id = ?", (job["id"],))
+        async def touch(unit: Unit) -> str:
+            await unit.jobs.touch(job["id"], now_iso())
+            row = await unit.jobs.status(job["id"])
             return row["status"] if row else job["status"]
 
-        return await db.write(touch)
+        return await repo.write(touch)
     reason = str(failure_reason) if failure_reason in KNOWN_FAILURES else "unknown_failure"
-    return await finish(db, store, job["id"], state, reason)
+    return await finish(repo, store, job["id"], state, reason)
 
 
-async def finish(db: Database, store: Store, job_id: int, state: str, failure_reason: str | None) -> str:
-    async def work(tx: Tx) -> str:
-        row = await tx.fetchone("SELECT status FROM jobs WHERE id = ?", (job_id,))
+async def finish(repo: Repository, store: Store, job_id: int, state: str, failure_reason: str | None) -> str:
+    async def work(unit: Unit) -> str:
+        row = await unit.jobs.status(job_id)
         assert row is not None
         if row["status"] not in ALIVE_FOR_RUNNER:
             return row["status"]
         new = _finishing_status(row["status"], state)
         if new is None:
             return row["status"]
-        now = now_iso()
-        await tx.execute(
-            """UPDATE jobs SET status = ?, failure_reason = ?, finished_at = ?, updated_at = ?
-                WHERE id = ? AND status = ?""",
-            (new, failure_reason if new == "failed" else None, now, now, job_id, row["status"]),
-        )
-        await processing.after_job_change(tx, job_id)
+        reason = failure_reason if new == "failed" else None
+        await unit.jobs.set_status(job_id, row["status"], new, now_iso(), failure_reason=reason)
+        await processing.after_job_change(unit, job_id)
         return new
 
-    status = await db.write(work)
+    status = await repo.write(work)
     try:
-        await archive_trace(db, store, job_id)
+        await archive_trace(repo, store, job_id)
     except DatabaseFull:  # the job has ended all the same; its log stays readable, just not listed
         log.warning("job %d: disk full, its log was not listed as the job.log artifact", job_id)
     return status
 
 
-async def drop_for_trace_size(db: Database, store: Store, job_id: int) -> None:
-    await finish(db, store, job_id, "failed", "trace_size_exceeded")
+async def drop_for_trace_size(repo: Repository, store: Store, job_id: int) -> None:
+    await finish(repo, store, job_id, "failed", "trace_size_exceeded")
 
 
-async def archive_trace(db: Database, store: Store, job_id: int) -> None:
+async def archive_trace(repo: Repository, store: Store, job_id: int) -> None:
     """List a finished job's log as its ``trace`` artifact (GitLab archives the live trace as job.log)."""
     path = store.trace_path(job_id)
     async with store.trace_lock(job_id):
@@ -124,18 +120,12 @@ async def archive_trace(db: Database, store: Store, job_id: int) -> None:
         return
     digest, size = digest_size
 
-    async def work(tx: Tx) -> None:
-        job = await tx.fetchone("SELECT project_id FROM jobs WHERE id = ?", (job_id,))
-        if job is None:
-            return
-        await tx.execute(
-            """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
-                   store_key, created_at) VALUES (?, ?, 'trace', NULL, 'job.log', ?, ?, ?, ?)
-               ON CONFLICT (job_id, file_type) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256""",
-            (job_id, job["project_id"], size, digest, store.trace_key(job_id), now_iso()),
-        )
+    async def work(unit: Unit) -> None:
+        project_id = await unit.jobs.project_id(job_id)
+        if project_id is not None:
+            await unit.artifacts.put_trace(job_id, project_id, size, digest, store.trace_key(job_id), now_iso())
 
-    await db.write(work)
+    await repo.write(work)
 
 
 def _digest(path) -> tuple[str, int] | None:
@@ -151,17 +141,14 @@ def _digest(path) -> tuple[str, int] | None:
     return (hasher.hexdigest(), size) if size else None
 
 
-async def running_job_by_token(db: Database, token: str | None) -> sqlite3.Row | None:
+async def running_job_by_token(repo: Repository, token: str | None) -> Row | None:
     if not token:
         return None
-    job = await db.fetchone(
-        "SELECT id, status, project_id, pipeline_id, stage_idx, needs FROM jobs WHERE token_digest = ?",
-        (tokens.digest(token),),
-    )
+    job = await repo.jobs.by_token_digest(tokens.digest(token))
     return job if job is not None and job["status"] in ALIVE_FOR_RUNNER else None
 
 
-def depends_on(requester: sqlite3.Row, target: sqlite3.Row) -> bool:
+def depends_on(requester: Row, target: Row) -> bool:
     """Its own job, or a job of an earlier stage of its pipeline (or one it ``needs``)."""
     if requester["id"] == target["id"]:
         return True

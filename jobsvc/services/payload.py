@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from typing import Any
 from urllib.parse import urlsplit
 
 from jobsvc.domain.timefmt import parse, utcnow
-from jobsvc.storage.db import Database
+from jobsvc.storage.repo import Repository
+from jobsvc.storage.rows import Row
 
 FAILURE_REASONS = [
     "unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure",
@@ -24,29 +24,6 @@ FAILURE_REASONS = [
     "ip_restriction_failure", "reached_max_pipeline_hierarchy_size", "reached_downstream_pipeline_trigger_rate_limit",
 ]  # fmt: skip
 
-_JOB = """
-SELECT j.*, p.iid AS p_iid, p.ref AS p_ref, p.tag AS p_tag, p.sha AS p_sha, p.before_sha AS p_before_sha,
-       p.source AS p_source, p.created_at AS p_created_at,
-       pr.path_with_namespace AS pr_path, pr.name AS pr_name, pr.visibility AS pr_visibility,
-       pr.default_branch AS pr_default_branch,
-       c.title AS c_title, c.message AS c_message,
-       u.username AS u_username, u.name AS u_name, u.email AS u_email,
-       r.description AS r_description, r.tags AS r_tags,
-       EXISTS (SELECT 1 FROM protected_branches pb WHERE pb.project_id = j.project_id AND pb.name = p.ref) AS protected
-  FROM jobs j
-  JOIN pipelines p ON p.id = j.pipeline_id
-  JOIN projects pr ON pr.id = j.project_id
-  LEFT JOIN commits c ON c.project_id = p.project_id AND c.sha = p.sha
-  LEFT JOIN users u ON u.id = j.user_id
-  LEFT JOIN runners r ON r.id = j.runner_id
- WHERE j.id = ?"""
-
-_DEPENDENCIES = """
-SELECT j.id, j.name, j.stage_idx, a.filename, a.size, a.expire_at
-  FROM jobs j JOIN job_artifacts a ON a.job_id = j.id AND a.file_type = 'archive'
- WHERE j.pipeline_id = ? AND j.retried = 0 AND j.stage_idx < ?
- ORDER BY j.stage_idx, j.id"""
-
 
 def slug(text: str) -> str:
     """CI_COMMIT_REF_SLUG: lower-case, non-alphanumerics to '-', at most 63 characters, no '-' at the ends."""
@@ -57,7 +34,7 @@ def _var(key: str, value: Any, *, public: bool = True, masked: bool = False) -> 
     return {"key": key, "value": "" if value is None else str(value), "public": public, "masked": masked}
 
 
-def predefined_variables(job: sqlite3.Row, token: str, base: str) -> list[dict[str, Any]]:
+def predefined_variables(job: Row, token: str, base: str) -> list[dict[str, Any]]:
     url = urlsplit(base)
     path, ref, sha = job["pr_path"], job["p_ref"], job["p_sha"]
     project_url = f"{base}/{path}"
@@ -101,7 +78,7 @@ def predefined_variables(job: sqlite3.Row, token: str, base: str) -> list[dict[s
     return variables
 
 
-def _steps(job: sqlite3.Row) -> list[dict[str, Any]]:
+def _steps(job: Row) -> list[dict[str, Any]]:
     steps = [{
         "name": "script",
         "script": json.loads(job["before_script"]) + json.loads(job["script"]),
@@ -116,7 +93,7 @@ def _steps(job: sqlite3.Row) -> list[dict[str, Any]]:
     return steps
 
 
-def _artifacts(job: sqlite3.Row) -> list[dict[str, Any]]:
+def _artifacts(job: Row) -> list[dict[str, Any]]:
     if not job["artifacts_spec"]:
         return []
     spec = json.loads(job["artifacts_spec"])
@@ -127,13 +104,13 @@ def _artifacts(job: sqlite3.Row) -> list[dict[str, Any]]:
     }]  # fmt: skip
 
 
-async def build(db: Database, job_id: int, token: str, base: str) -> dict[str, Any]:
-    job = await db.fetchone(_JOB, (job_id,))
+async def build(repo: Repository, job_id: int, token: str, base: str) -> dict[str, Any]:
+    job = await repo.jobs.for_payload(job_id)
     assert job is not None
     now = utcnow()
     needs = json.loads(job["needs"]) if job["needs"] is not None else None
     dependencies = []
-    for dep in await db.fetchall(_DEPENDENCIES, (job["pipeline_id"], job["stage_idx"])):
+    for dep in await repo.jobs.dependencies(job["pipeline_id"], job["stage_idx"]):
         if needs is not None and dep["name"] not in needs:
             continue
         if dep["expire_at"] is not None and parse(dep["expire_at"]) < now:

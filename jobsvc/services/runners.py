@@ -1,6 +1,6 @@
 """The runner side of GitLab: registration, and handing pending jobs to runners.
 
-A job is handed out inside one BEGIN IMMEDIATE transaction with a guarded
+A job is handed out inside one unit of work with a guarded
 ``UPDATE ... WHERE status = 'pending'``, so two runners never get the same job.
 """
 
@@ -10,14 +10,15 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from jobsvc.domain import tokens
 from jobsvc.domain.timefmt import now_iso, parse, utcnow
 from jobsvc.services import processing
-from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.repo import Repository
+from jobsvc.storage.rows import Row
+from jobsvc.storage.unit import Unit
 
 MAX_TAGS = 50
 CONTACT_EVERY_SECONDS = 60
@@ -55,7 +56,7 @@ def tag_list(value: Any) -> list[str]:
     return sorted({str(item).strip() for item in items if str(item).strip()})
 
 
-async def register(db: Database, params: dict[str, Any]) -> tuple[int, str]:
+async def register(repo: Repository, params: dict[str, Any]) -> tuple[int, str]:
     tags = tag_list(params.get("tag_list"))
     if len(tags) > MAX_TAGS:
         raise RegistrationError(
@@ -65,11 +66,8 @@ async def register(db: Database, params: dict[str, Any]) -> tuple[int, str]:
     token = new_runner_token()
     info = params.get("info") if isinstance(params.get("info"), dict) else {}
 
-    async def work(tx: Tx) -> int:
-        return await tx.insert(
-            """INSERT INTO runners (description, name, token_digest, tags, run_untagged, paused, is_shared, locked,
-                   access_level, maximum_timeout, info, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)""",
+    async def work(unit: Unit) -> int:
+        return await unit.runners.add(
             (
                 str(params.get("description") or ""),
                 info.get("name"),
@@ -85,7 +83,7 @@ async def register(db: Database, params: dict[str, Any]) -> tuple[int, str]:
             ),
         )
 
-    return await db.write(work), token
+    return await repo.write(work), token
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -103,48 +101,38 @@ def _int(value: Any) -> int | None:
         return None
 
 
-async def by_token(db: Database, token: str) -> sqlite3.Row | None:
-    return await db.fetchone("SELECT * FROM runners WHERE token_digest = ?", (tokens.digest(token),))
+async def by_token(repo: Repository, token: str) -> Row | None:
+    return await repo.runners.by_token_digest(tokens.digest(token))
 
 
-async def delete(db: Database, runner_id: int) -> None:
-    async def work(tx: Tx) -> None:
-        await tx.execute("DELETE FROM runners WHERE id = ?", (runner_id,))
+async def delete(repo: Repository, runner_id: int) -> None:
+    async def work(unit: Unit) -> None:
+        await unit.runners.delete(runner_id)
 
-    await db.write(work)
+    await repo.write(work)
 
 
-async def touch(db: Database, runner: sqlite3.Row, info: Any) -> None:
+async def touch(repo: Repository, runner: Row, info: Any) -> None:
     """Record contact, at most once a minute per runner (every poll would be a write)."""
     contacted = runner["contacted_at"]
     if contacted is not None and (utcnow() - parse(contacted)).total_seconds() < CONTACT_EVERY_SECONDS:
         return
     info_json = json.dumps(info) if isinstance(info, dict) else runner["info"]
 
-    async def work(tx: Tx) -> None:
-        await tx.execute(
-            "UPDATE runners SET contacted_at = ?, info = ? WHERE id = ?", (now_iso(), info_json, runner["id"])
-        )
+    async def work(unit: Unit) -> None:
+        await unit.runners.contacted(runner["id"], now_iso(), info_json)
 
-    await db.write(work)
+    await repo.write(work)
 
 
-async def queue_version(db: Database) -> str:
+async def queue_version(repo: Repository) -> str:
     """A value that changes whenever the set of pending jobs does (X-GitLab-Last-Update)."""
-    row = await db.fetchone("SELECT count(*), max(id), max(updated_at) FROM jobs WHERE status = 'pending'")
-    count, newest, updated = row if row else (0, None, None)
+    row = await repo.jobs.pending_summary()
+    count, newest, updated = (row["n"], row["newest"], row["updated"]) if row else (0, None, None)
     return hashlib.sha1(f"{count}:{newest}:{updated}".encode()).hexdigest()[:16]  # noqa: S324 - not a secret
 
 
-_CANDIDATES = """
-SELECT j.id, j.tags, j.project_id,
-       EXISTS (SELECT 1 FROM protected_branches pb WHERE pb.project_id = j.project_id AND pb.name = p.ref) AS protected
-  FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id
- WHERE j.status = 'pending' AND j.id > :after {projects}
- ORDER BY j.id LIMIT 200"""
-
-
-def runner_can_take(runner: sqlite3.Row, job_tags: list[str], protected: bool) -> bool:
+def runner_can_take(runner: Row, job_tags: list[str], protected: bool) -> bool:
     """Tags must be a subset of the runner's; untagged jobs need run_untagged; ref_protected runners
     take only jobs on protected refs (GitLab's Ci::Runner matching)."""
     runner_tags = set(json.loads(runner["tags"]))
@@ -161,33 +149,25 @@ class Assignment:
     token: str
 
 
-async def assign_job(db: Database, runner: sqlite3.Row) -> Assignment | None:
+async def assign_job(repo: Repository, runner: Row) -> Assignment | None:
     """Move the oldest pending job this runner may take to ``running``; None when there is none."""
-    projects = (
-        ""
-        if runner["is_shared"]
-        else "AND j.project_id IN (SELECT project_id FROM runner_projects WHERE runner_id = :runner)"
-    )
 
-    async def work(tx: Tx) -> Assignment | None:
+    async def work(unit: Unit) -> Assignment | None:
         after = 0
         while True:
-            rows = await tx.fetchall(_CANDIDATES.format(projects=projects), {"after": after, "runner": runner["id"]})
+            rows = await unit.jobs.pending_candidates(runner["id"], shared=bool(runner["is_shared"]), after=after)
             if not rows:
                 return None
             for row in rows:
                 if runner_can_take(runner, json.loads(row["tags"]), bool(row["protected"])):
                     token = new_job_token()
-                    now = now_iso()
-                    changed = await tx.execute(
-                        """UPDATE jobs SET status = 'running', runner_id = ?, started_at = ?, updated_at = ?,
-                               token_digest = ?, queued_at = COALESCE(queued_at, ?)
-                            WHERE id = ? AND status = 'pending'""",
-                        (runner["id"], now, now, tokens.digest(token), now, row["id"]),
-                    )
-                    if changed:
-                        await processing.after_job_change(tx, row["id"])
+                    taken = await unit.jobs.set_status(
+                        row["id"], "pending", "running", now_iso(), fill=("queued_at",),
+                        runner_id=runner["id"], token_digest=tokens.digest(token),
+                    )  # fmt: skip
+                    if taken:
+                        await processing.after_job_change(unit, row["id"])
                         return Assignment(row["id"], token)
             after = rows[-1]["id"]
 
-    return await db.write(work)
+    return await repo.write(work)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from jobsvc.domain import errors
 from jobsvc.services import jobstate
-from jobsvc.storage.db import Database
+from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Store
 
 MAX_PATCH = 64 * 1024 * 1024
@@ -58,7 +58,7 @@ def _too_large_body() -> errors.ApiError:
 
 
 async def append(
-    db: Database,
+    repo: Repository,
     store: Store,
     job_id: int,
     start: int,
@@ -75,17 +75,17 @@ async def append(
         lock = store.trace_lock(job_id)
         waited = lock.locked()
         async with lock:
-            return await _append_locked(db, store, job_id, start, chunks, size_limit, waited)
+            return await _append_locked(repo, store, job_id, start, chunks, size_limit, waited)
     except _TraceTooLarge:
-        await jobstate.drop_for_trace_size(db, store, job_id)
+        await jobstate.drop_for_trace_size(repo, store, job_id)
         raise errors.ApiError(403, {"error": "403 Forbidden"}) from None
 
 
 async def _append_locked(
-    db: Database, store: Store, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, waited: bool
+    repo: Repository, store: Store, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, waited: bool
 ) -> Appended:
     if waited:  # else nothing ran since the caller authenticated the job
-        await jobstate.alive_status(db, job_id)
+        await jobstate.alive_status(repo, job_id)
     async with store.trace_appender(job_id) as log:
         if log.start != start:
             received = 0
@@ -95,13 +95,13 @@ async def _append_locked(
                     raise _too_large_body()
             if start + received > size_limit:
                 raise _TraceTooLarge
-            return Appended(False, log.start, await jobstate.alive_status(db, job_id))
+            return Appended(False, log.start, await jobstate.alive_status(repo, job_id))
         async for chunk in chunks:
             if log.appended + len(chunk) > MAX_PATCH:
                 raise _too_large_body()
             if log.size + len(chunk) > size_limit:
                 raise _TraceTooLarge
             await log.write(chunk)
-        status = await jobstate.alive_status(db, job_id)
+        status = await jobstate.alive_status(repo, job_id)
         size = await log.commit()
         return Appended(True, size, status)

@@ -36,6 +36,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from jobsvc.storage.rows import Row
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -112,7 +114,7 @@ async def migrate(conn: aiosqlite.Connection, text: str) -> int:
     crash part-way leaves the database at the previous version.
     """
     rows = await conn.execute_fetchall("PRAGMA user_version")
-    current = next(iter(rows))[0]
+    current = next(iter(rows))["user_version"]
     for version, script in migrations(text):
         if version <= current:
             continue
@@ -120,6 +122,11 @@ async def migrate(conn: aiosqlite.Connection, text: str) -> int:
         await conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
         current = version
     return current
+
+
+def dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
+    """The row factory of both connections: rows leave this module as plain dicts."""
+    return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
 
 
 class Tx:
@@ -146,15 +153,17 @@ class Tx:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(sql, rows)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         return list(await self._conn.execute_fetchall(sql, params))
 
-    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         rows = await self._conn.execute_fetchall(sql, params)
         return next(iter(rows), None)
 
 
 class Database:
+    shared = False  # one process: what it must share with no one (rate counts, leases) stays in memory
+
     def __init__(self, path: Path):
         self.path = path
         self._writer: aiosqlite.Connection | None = None
@@ -192,7 +201,7 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            writer.row_factory = sqlite3.Row
+            writer.row_factory = dict_row
             await writer.execute("PRAGMA journal_mode = WAL")
             await writer.execute("PRAGMA synchronous = FULL")
             await writer.execute("PRAGMA foreign_keys = ON")
@@ -204,7 +213,7 @@ class Database:
             await writer.close()
             raise
         self._make_ballast()
-        reader.row_factory = sqlite3.Row
+        reader.row_factory = dict_row
         await reader.execute("PRAGMA query_only = 1")
         await reader.execute("PRAGMA busy_timeout = 5000")
         await reader.execute("PRAGMA cache_size = -32000")
@@ -217,11 +226,11 @@ class Database:
                 await conn.close()
         self._reader = self._writer = None
 
-    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         assert self._reader is not None, "database is not open"
         return list(await self._reader.execute_fetchall(sql, params))
 
-    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 

@@ -21,9 +21,11 @@ from jobsvc.domain import tokens
 from jobsvc.domain.policy import ROLES
 from jobsvc.domain.statuses import FINISHED, QUEUED, STARTED, composite
 from jobsvc.domain.timefmt import format_utc, format_with_offset, utcnow
-from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.db import Tx
 from jobsvc.storage.fixture_format import Fixture, FixtureError, inside
+from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Store, StoredFile
+from jobsvc.storage.unit import Unit
 
 # --- loading ----------------------------------------------------------------------------
 
@@ -113,8 +115,8 @@ class _Loader:
 
     async def _next_id(self, table: str, explicit: list[int]) -> int:
         if table not in self.next_ids:
-            row = await self.tx.fetchone(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
-            self.next_ids[table] = max([row[0] if row else 0, *explicit]) + 1
+            row = await self.tx.fetchone(f"SELECT COALESCE(MAX(id), 0) AS id FROM {table}")
+            self.next_ids[table] = max([row["id"] if row else 0, *explicit]) + 1
         value = self.next_ids[table]
         self.next_ids[table] += 1
         return value
@@ -190,7 +192,7 @@ class _Loader:
             if row is None:
                 self.problems.append(f"{where}: no user {name!r}")
                 return None
-            self.users[key] = row[0]
+            self.users[key] = row["id"]
         return self.users[key]
 
     async def _users(self, users: list[dict[str, Any]]) -> None:
@@ -249,7 +251,7 @@ class _Loader:
         if row is None:
             self.problems.append(f"{where}: no project {ref!r}")
             return None
-        return row[0]
+        return row["id"]
 
     async def _projects(self, projects: list[dict[str, Any]]) -> None:
         explicit = [p["id"] for p in projects if p["id"]]
@@ -338,7 +340,7 @@ class _Loader:
             if row is None:
                 self.problems.append(f"{where}: no runner {ref!r}")
                 return None
-            self.runners[ref] = row[0]
+            self.runners[ref] = row["id"]
         return self.runners[ref]
 
     async def _pipelines(self, p_index: int, project: dict[str, Any]) -> None:
@@ -347,8 +349,10 @@ class _Loader:
         explicit_jobs = [
             j["id"] for pr in self.fixture.data["projects"] for p in pr["pipelines"] for j in p["jobs"] if j["id"]
         ]
-        row = await self.tx.fetchone("SELECT COALESCE(MAX(iid), 0) FROM pipelines WHERE project_id = ?", (project_id,))
-        next_iid = max([row[0] if row else 0, *[p["iid"] for p in project["pipelines"] if p["iid"]]]) + 1
+        row = await self.tx.fetchone(
+            "SELECT COALESCE(MAX(iid), 0) AS id FROM pipelines WHERE project_id = ?", (project_id,)
+        )
+        next_iid = max([row["id"] if row else 0, *[p["iid"] for p in project["pipelines"] if p["iid"]]]) + 1
         parents: list[tuple[int, int, str]] = []
         for l_index, pipeline in enumerate(project["pipelines"]):
             where = f"projects[{p_index}].pipelines[{l_index}]"
@@ -406,7 +410,7 @@ class _Loader:
                 self.problems.append(f"{where}: a pipeline cannot be its own parent")
                 continue
             owner = await self.tx.fetchone("SELECT project_id FROM pipelines WHERE id = ?", (parent,))
-            if owner is None or owner[0] != project_id:
+            if owner is None or owner["project_id"] != project_id:
                 self.problems.append(f"{where}: no pipeline {parent} in this project")
                 continue
             await self.tx.execute("UPDATE pipelines SET parent_id = ? WHERE id = ?", (parent, pipeline_id))
@@ -553,25 +557,27 @@ class _Loader:
         )
 
 
-async def already_loaded(db: Database, fixture: Fixture) -> bool:
-    return await db.fetchone("SELECT 1 FROM fixture_loads WHERE sha256 = ?", (fixture.sha256,)) is not None
+async def already_loaded(repo: Repository, fixture: Fixture) -> bool:
+    return (
+        await repo.db.fetchone("SELECT 1 AS loaded FROM fixture_loads WHERE sha256 = ?", (fixture.sha256,)) is not None
+    )
 
 
-async def load_fixture(db: Database, store: Store, fixture: Fixture) -> LoadSummary:
+async def load_fixture(repo: Repository, store: Store, fixture: Fixture) -> LoadSummary:
     """Load a validated fixture, all or nothing; a file loaded before is skipped."""
-    if await already_loaded(db, fixture):
+    if await already_loaded(repo, fixture):
         return LoadSummary(fixture.name, skipped=True)
     written: list[StoredFile] = []
 
-    async def work(tx: Tx) -> LoadSummary:
-        loader = _Loader(tx, store, fixture)
+    async def work(unit: Unit) -> LoadSummary:
+        loader = _Loader(unit.tx, store, fixture)
         try:
             return await loader.run()
         finally:
             written.extend(loader.written)
 
     try:
-        return await db.write(work)
+        return await repo.write(work)
     except sqlite3.IntegrityError as exc:
         _remove(store, written)
         raise FixtureError([f"(database): {exc}"], fixture.source) from None

@@ -268,6 +268,8 @@ class PgTx:
 class PostgresDatabase:
     """jobsvc's database on a PostgreSQL server; the interface of jobsvc.storage.db.Database."""
 
+    shared = True  # several processes may use one database: rate counts and leases live in it
+
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10):
         self.dsn = dsn
         self.min_size, self.max_size = min_size, max_size

@@ -1,15 +1,22 @@
-"""Read queries: the async repository the handlers call. No SQL lives anywhere else on the
-read side. bench/explain.py checks the plan of every list query here (bench/README.md).
+"""The repository: the one way to the database, for reads and writes.
+
+Reads run on the backend's reader; ``write(work)`` runs ``work(unit)`` in one transaction
+(a unit of work, jobsvc.storage.unit). The list queries of the API live here, and
+bench/explain.py checks the plan of each (bench/README.md); the statements of the write side
+are grouped in jobsvc.storage.queries and reachable from both (``repo.jobs``, ``unit.jobs``).
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from jobsvc.storage.db import Database
+from jobsvc.storage.db import Database, Tx
+from jobsvc.storage.rows import Page, Row
+from jobsvc.storage.unit import Statements, Unit
+
+T = TypeVar("T")
+MAX_COUNT_PLUS_ONE = 10_001
 
 USER_COLUMNS = """
     {a}.id AS {p}id, {a}.username AS {p}username, {a}.name AS {p}name, {a}.state AS {p}state,
@@ -53,12 +60,6 @@ SELECT pr.*, COALESCE(m.access_level, 0) AS access_level
   FROM projects pr LEFT JOIN members m ON m.project_id = pr.id AND m.user_id = :user_id"""
 
 
-@dataclass(frozen=True)
-class JobPage:
-    rows: list[sqlite3.Row]
-    has_next: bool
-
-
 def _status_arms(base: str, statuses: Sequence[str], params: dict[str, Any]) -> str:
     """One index search per status, merged in id order (no temporary B-tree)."""
     if not statuses:
@@ -91,13 +92,22 @@ def pipeline_job_ids_sql(statuses: Sequence[str], params: dict[str, Any], *, inc
     return sql
 
 
-class Repository:
+class Repository(Statements):
     def __init__(self, db: Database):
+        super().__init__(db)
         self.db = db
+
+    async def write(self, work: Callable[[Unit], Awaitable[T]]) -> T:
+        """Run ``work`` in one write transaction; commit unless it raises (the backend's ``write``)."""
+
+        async def run(tx: Tx) -> T:
+            return await work(Unit(tx))
+
+        return await self.db.write(run)
 
     # --- identity --------------------------------------------------------
 
-    async def token_by_digest(self, digest: str) -> sqlite3.Row | None:
+    async def token_by_digest(self, digest: str) -> Row | None:
         return await self.db.fetchone(
             f"""SELECT t.id AS token_id, t.scopes, t.expires_at, t.revoked, u.admin, u.email,
                        {USER_COLUMNS.format(a="u", p="")}
@@ -106,7 +116,7 @@ class Repository:
             (digest,),
         )
 
-    async def job_by_token_digest(self, digest: str) -> sqlite3.Row | None:
+    async def job_by_token_digest(self, digest: str) -> Row | None:
         return await self.db.fetchone(
             f"""SELECT j.id AS job_id, j.status AS job_status, j.project_id AS job_project_id,
                        u.admin, u.email, {USER_COLUMNS.format(a="u", p="")}
@@ -115,17 +125,17 @@ class Repository:
             (digest,),
         )
 
-    async def user_by_id(self, user_id: int) -> sqlite3.Row | None:
+    async def user_by_id(self, user_id: int) -> Row | None:
         return await self.db.fetchone(
             f"SELECT u.admin, u.email, {USER_COLUMNS.format(a='u', p='')} FROM users u WHERE u.id = ?", (user_id,)
         )
 
     # --- projects ----------------------------------------------------------
 
-    async def project_by_id(self, project_id: int, user_id: int | None) -> sqlite3.Row | None:
+    async def project_by_id(self, project_id: int, user_id: int | None) -> Row | None:
         return await self.db.fetchone(PROJECT_ACCESS + " WHERE pr.id = :id", {"id": project_id, "user_id": user_id})
 
-    async def project_by_path(self, path: str, user_id: int | None) -> sqlite3.Row | None:
+    async def project_by_path(self, path: str, user_id: int | None) -> Row | None:
         return await self.db.fetchone(
             PROJECT_ACCESS + " WHERE pr.path_with_namespace = :path", {"path": path, "user_id": user_id}
         )
@@ -148,7 +158,7 @@ class Repository:
         sort: str,
         limit: int,
         offset: int,
-    ) -> tuple[list[sqlite3.Row], int]:
+    ) -> Page:
         """A page of the projects a caller can see, and their number (capped above 10,000)."""
         where, params = [], {"user_id": user_id}
         member_of = "SELECT project_id FROM members WHERE user_id = :user_id"
@@ -179,30 +189,30 @@ class Repository:
             {**params, "limit": limit, "offset": offset},
         )
         count = await self.db.fetchone(
-            f"SELECT count(*) FROM (SELECT 1 FROM projects pr{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM projects pr{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
         )
-        return rows, count[0] if count else 0
+        return Page(rows, total=count["n"] if count else 0)
 
     # --- jobs ------------------------------------------------------------------
 
-    async def job(self, project_id: int, job_id: int) -> sqlite3.Row | None:
+    async def job(self, project_id: int, job_id: int) -> Row | None:
         return await self.db.fetchone(JOB_SELECT + " WHERE j.id = ? AND j.project_id = ?", (job_id, project_id))
 
-    async def job_by_id(self, job_id: int) -> sqlite3.Row | None:
+    async def job_by_id(self, job_id: int) -> Row | None:
         return await self.db.fetchone(JOB_SELECT + " WHERE j.id = ?", (job_id,))
 
     async def project_jobs(
         self, project_id: int, statuses: Sequence[str], *, limit: int, offset: int = 0, after: int | None = None
-    ) -> JobPage:
+    ) -> Page:
         """Newest first; ``limit + 1`` rows are read to learn whether a next page exists."""
         params: dict[str, Any] = {"project_id": project_id, "limit": limit + 1, "offset": offset}
         ids = project_job_ids_sql(statuses, params, after=after)
         rows = await self.db.fetchall(f"{JOB_SELECT} WHERE j.id IN ({ids}) ORDER BY j.id DESC", params)
-        return JobPage(rows[:limit], len(rows) > limit)
+        return Page(rows[:limit], len(rows) > limit)
 
     async def pipeline_jobs(
         self, pipeline_id: int, statuses: Sequence[str], *, include_retried: bool, limit: int, offset: int
-    ) -> tuple[JobPage, int]:
+    ) -> Page:
         """A page of a pipeline's jobs and their number (capped: above 10,000 it is 10,001)."""
         params: dict[str, Any] = {"pipeline_id": pipeline_id, "limit": limit + 1, "offset": offset}
         ids = pipeline_job_ids_sql(statuses, params, include_retried=include_retried)
@@ -210,10 +220,10 @@ class Repository:
             f"{JOB_SELECT} WHERE j.id IN ({ids} ORDER BY id DESC LIMIT :limit OFFSET :offset) ORDER BY j.id DESC",
             params,
         )
-        count = await self.db.fetchone(f"SELECT count(*) FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})", params)
-        return JobPage(rows[:limit], len(rows) > limit), count[0] if count else 0
+        count = await self.db.fetchone(f"SELECT count(*) AS n FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})", params)
+        return Page(rows[:limit], len(rows) > limit, count["n"] if count else 0)
 
-    async def archive(self, job_id: int) -> sqlite3.Row | None:
+    async def archive(self, job_id: int) -> Row | None:
         """A job's archive row, with its pipeline's artifacts_locked."""
         return await self.db.fetchone(
             """SELECT a.*, p.artifacts_locked FROM job_artifacts a JOIN jobs j ON j.id = a.job_id
@@ -224,14 +234,14 @@ class Repository:
 
     # --- pipelines ---------------------------------------------------------------
 
-    async def pipeline(self, project_id: int, pipeline_id: int) -> sqlite3.Row | None:
+    async def pipeline(self, project_id: int, pipeline_id: int) -> Row | None:
         return await self.db.fetchone(
             PIPELINE_SELECT + " WHERE p.id = ? AND p.project_id = ?", (pipeline_id, project_id)
         )
 
-    async def pipelines(
+    async def project_pipelines(
         self, project_id: int, filters: dict[str, Any], *, order_by: str, sort: str, limit: int, offset: int
-    ) -> tuple[list[sqlite3.Row], int]:
+    ) -> Page:
         where, params = ["p.project_id = :project_id"], {"project_id": project_id}
         scope = filters.get("scope")
         if scope == "running":
@@ -261,31 +271,27 @@ class Repository:
             {**params, "limit": limit, "offset": offset},
         )
         count = await self.db.fetchone(
-            f"SELECT count(*) FROM (SELECT 1 FROM pipelines p{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM pipelines p{clause} LIMIT {MAX_COUNT_PLUS_ONE})", params
         )
-        return rows, count[0] if count else 0
+        return Page(rows, total=count["n"] if count else 0)
 
-
-MAX_COUNT_PLUS_ONE = 10_001
-
-
-async def latest_successful_job_for_ref(db: Database, project_id: int, ref: str, job_name: str) -> sqlite3.Row | None:
-    """``Project#latest_successful_build_for_ref!``: the newest successful pipeline for the ref, then the
-    latest job of that name with an archive in it or its child pipelines; no fall-back to older pipelines."""
-    pipeline = await db.fetchone(
-        """SELECT id FROM pipelines WHERE project_id = ? AND ref = ? AND status = 'success' AND parent_id IS NULL
-            ORDER BY id DESC LIMIT 1""",
-        (project_id, ref),
-    )
-    if pipeline is None:
-        return None
-    return await db.fetchone(
-        f"""WITH RECURSIVE family(id) AS (
-                SELECT ? UNION ALL
-                SELECT p.id FROM pipelines p JOIN family f ON p.parent_id = f.id WHERE p.project_id = ?)
-            {JOB_SELECT}
-             WHERE j.pipeline_id IN (SELECT id FROM family) AND j.name = ? AND j.retried = 0
-               AND EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_id = j.id AND a.file_type = 'archive')
-             ORDER BY j.id DESC LIMIT 1""",
-        (pipeline["id"], project_id, job_name),
-    )
+    async def latest_successful_job_for_ref(self, project_id: int, ref: str, job_name: str) -> Row | None:
+        """``Project#latest_successful_build_for_ref!``: the newest successful pipeline for the ref, then the
+        latest job of that name with an archive in it or its child pipelines; no fall-back to older pipelines."""
+        pipeline = await self.db.fetchone(
+            """SELECT id FROM pipelines WHERE project_id = ? AND ref = ? AND status = 'success' AND parent_id IS NULL
+                ORDER BY id DESC LIMIT 1""",
+            (project_id, ref),
+        )
+        if pipeline is None:
+            return None
+        return await self.db.fetchone(
+            f"""WITH RECURSIVE family(id) AS (
+                    SELECT ? UNION ALL
+                    SELECT p.id FROM pipelines p JOIN family f ON p.parent_id = f.id WHERE p.project_id = ?)
+                {JOB_SELECT}
+                 WHERE j.pipeline_id IN (SELECT id FROM family) AND j.name = ? AND j.retried = 0
+                   AND EXISTS (SELECT 1 FROM job_artifacts a WHERE a.job_id = j.id AND a.file_type = 'archive')
+                 ORDER BY j.id DESC LIMIT 1""",
+            (pipeline["id"], project_id, job_name),
+        )

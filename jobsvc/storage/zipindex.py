@@ -14,7 +14,14 @@ The central directory is parsed here rather than by :mod:`zipfile` because:
   capped the way Workhorse caps it (100 MiB up to a 1 GiB archive, a tenth of the size beyond)
   before a byte of it is read;
 * parsing is the expensive part (tens of milliseconds for 10,000 entries), so the parsed
-  directory is kept in a small LRU cache keyed by the archive's identity (path, size, mtime, inode).
+  directory is kept in a small LRU cache keyed by the archive's identity: (path, size, mtime, inode)
+  for a local file, (URL, size, ETag) for an object in S3.
+
+The parser asks for byte ranges and never touches a file itself (:func:`_index_steps`), so the same
+code serves a local file (``os.pread`` in a worker thread: :func:`find_entry`) and an archive read
+by ranged GETs (:func:`find_entry_in` with a :class:`RangeReader`): one read of the archive's tail
+(the end record, its comment and the zip64 records, and for a small archive the whole central
+directory), then, if it lies further back, one read of the central directory.
 
 A member's bytes come out in pieces checked against the central directory: size and CRC-32,
 the last piece held back until both match, deflate inflated at most CHUNK bytes per step.
@@ -31,9 +38,9 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Generator, Hashable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +102,40 @@ def archive_key(path: str, st: os.stat_result) -> ArchiveKey:
     return ArchiveKey(path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+class ObjectKey(NamedTuple):
+    """Which object version an index was read from: a replaced object has a new ETag."""
+
+    path: str  # the object's URL, s3://bucket/key
+    size: int
+    etag: str
+
+
+class RangeReader(Protocol):
+    """An archive read by byte ranges (an object in S3), pinned to the version ``version()`` saw.
+
+    Every read after ``version()`` must come from that version or raise ArchiveError (S3: If-Match).
+    A missing archive raises FileNotFoundError.
+    """
+
+    async def version(self) -> tuple[Hashable, int]:
+        """(The cache key of this version of the archive, its size in bytes.)"""
+        ...
+
+    async def read(self, start: int, length: int) -> bytes:
+        """Like pread: ``length`` bytes from ``start``, fewer at the end of the archive."""
+        ...
+
+    def stream(self, start: int, length: int) -> AsyncGenerator[bytes, None]:
+        """The same bytes as ``read``, in pieces of at most CHUNK, from one request."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class EntryInfo:
     """One central-directory entry, with what streaming it needs."""
 
     name: str
-    archive: ArchiveKey
+    archive: Hashable  # the ArchiveKey or ObjectKey of the archive it was read from
     method: int
     flags: int
     crc: int
@@ -169,45 +204,64 @@ def _zip64_values(extra: bytes, *values: int) -> tuple[int, ...]:
     raise ArchiveError("zip64 sizes without a zip64 extra field")
 
 
-def _find_end(fd: int, size: int) -> _End:
-    """Read the end of central directory record, and the zip64 one when its locator is there."""
-    tail_at = max(0, size - _EOCD.size - 0xFFFF)
-    tail = os.pread(fd, size - tail_at, tail_at)
-    pos = tail.rfind(b"PK\x05\x06", 0, len(tail) - _EOCD.size + 4)
+# How much of an archive's end is read at once: the end record and the longest comment it may have
+# (found only within these, as before), plus room before them for the zip64 locator and end record.
+_SEARCHED = _EOCD.size + 0xFFFF
+_TAIL = _SEARCHED + _LOCATOR.size + _EOCD64.size
+
+_Steps = Generator[tuple[int, int], bytes, "_Index"]  # yields (start, length), is sent those bytes
+
+
+class _Tail(NamedTuple):
+    at: int
+    data: bytes  # the archive's bytes from ``at`` to its end
+
+    def bytes_at(self, start: int, length: int) -> bytes | None:
+        """What pread would give, if it lies in the tail; None otherwise."""
+        if start < self.at:
+            return None
+        return self.data[start - self.at : start - self.at + length]
+
+
+def _find_end(tail: _Tail) -> tuple[_End, int | None]:
+    """The end of central directory record, and where the zip64 end record is when its locator is there
+    (its disk numbers then replace the end record's)."""
+    data, search_from = tail.data, max(0, len(tail.data) - _SEARCHED)
+    pos = data.rfind(b"PK\x05\x06", search_from, len(data) - _EOCD.size + 4)
     if pos < 0:
         raise ArchiveError("not a zip archive")
-    _, disk, cd_disk, _, count, cd_size, cd_offset, comment_len = _EOCD.unpack_from(tail, pos)
-    if pos + _EOCD.size + comment_len > len(tail):  # Go refuses a truncated comment too
+    _, disk, cd_disk, _, count, cd_size, cd_offset, comment_len = _EOCD.unpack_from(data, pos)
+    if pos + _EOCD.size + comment_len > len(data):  # Go refuses a truncated comment too
         raise ArchiveError("not a zip archive")
-    end = _End(tail_at + pos, count, cd_size, cd_offset)
-    if end.at >= _LOCATOR.size:
-        locator = os.pread(fd, _LOCATOR.size, end.at - _LOCATOR.size)
-        if locator.startswith(b"PK\x06\x07"):
-            end, disk, cd_disk = _find_end64(fd, end.at - _LOCATOR.size, locator)
-    if disk or cd_disk:
-        raise ArchiveError("multi-disk archives are not supported")
-    return end
-
-
-def _find_end64(fd: int, locator_at: int, locator: bytes) -> tuple[_End, int, int]:
-    """The zip64 end record, which must end exactly where its locator starts (the CVE-2025-8291 check)."""
+    end = _End(tail.at + pos, count, cd_size, cd_offset)
+    locator = tail.bytes_at(end.at - _LOCATOR.size, _LOCATOR.size) if end.at >= _LOCATOR.size else None
+    if locator is None or not locator.startswith(b"PK\x06\x07"):  # the tail always holds the locator
+        if disk or cd_disk:
+            raise ArchiveError("multi-disk archives are not supported")
+        return end, None
     _, record_disk, record_at, disks = _LOCATOR.unpack(locator)
     if record_disk or disks > 1:
         raise ArchiveError("multi-disk archives are not supported")
-    record = os.pread(fd, _EOCD64.size, record_at)
+    return end, record_at
+
+
+def _find_end64(record: bytes, record_at: int, locator_at: int) -> _End:
+    """The zip64 end record, which must end exactly where its locator starts (the CVE-2025-8291 check)."""
     if len(record) != _EOCD64.size or not record.startswith(b"PK\x06\x06"):
         raise ArchiveError("bad zip64 end of central directory record")
     _, record_size, _, _, disk, cd_disk, _, count, cd_size, cd_offset = _EOCD64.unpack(record)
     if record_size < _EOCD64.size - 12 or record_at + 12 + record_size != locator_at:
         raise ArchiveError("the zip64 end record is not where its locator says")
-    return _End(record_at, count, cd_size, cd_offset), disk, cd_disk
+    if disk or cd_disk:
+        raise ArchiveError("multi-disk archives are not supported")
+    return _End(record_at, count, cd_size, cd_offset)
 
 
 @dataclass(frozen=True)
 class _Index:
     """A parsed central directory: its raw bytes, name → record position (first wins), entry starts."""
 
-    key: ArchiveKey
+    key: Hashable
     central: bytes
     names: dict[bytes, int]
     starts: array[int]  # sorted distinct local header offsets
@@ -233,20 +287,37 @@ class _Index:
         )
 
 
-def _read_index(fd: int, key: ArchiveKey, max_entries: int) -> _Index:
-    """Parse the central directory (blocking), refusing it before reading it if it is over the limits."""
-    end = _find_end(fd, key.size)
+def _index_steps(key: Hashable, size: int, max_entries: int) -> _Steps:
+    """Parse the central directory of a ``size``-byte archive, asking for the byte ranges it needs.
+
+    A generator: it yields ``(start, length)`` and is sent what pread would read there; it returns the
+    index. A directory over the limits is refused before it is read.
+    """
+    tail_at = max(0, size - _TAIL)
+    tail = _Tail(tail_at, (yield tail_at, size - tail_at))
+    end, record_at = _find_end(tail)
+    if record_at is not None:
+        record = tail.bytes_at(record_at, _EOCD64.size)
+        if record is None:
+            record = yield record_at, _EOCD64.size
+        end = _find_end64(record, record_at, end.at - _LOCATOR.size)
     if end.count > max_entries:
         raise ArchiveLimitError(f"{end.count} entries; at most {max_entries} are served")
-    if end.cd_size > central_directory_limit(key.size):
+    if end.cd_size > central_directory_limit(size):
         raise ArchiveLimitError(f"a {end.cd_size}-byte central directory is over the limit")
     if end.cd_offset + end.cd_size != end.at:
         raise ArchiveError("the central directory is not where the end record says")
     if end.count * _CENTRAL.size > end.cd_size:
         raise ArchiveError("the record count does not fit in the central directory")
-    central = os.pread(fd, end.cd_size, end.cd_offset)
+    central = tail.bytes_at(end.cd_offset, end.cd_size)
+    if central is None:
+        central = yield end.cd_offset, end.cd_size
     if len(central) != end.cd_size:
         raise ArchiveError("the central directory is truncated")
+    return _parse_central(key, central, end)
+
+
+def _parse_central(key: Hashable, central: bytes, end: _End) -> _Index:
     names: dict[bytes, int] = {}
     starts: set[int] = set()
     pos = 0
@@ -262,22 +333,60 @@ def _read_index(fd: int, key: ArchiveKey, max_entries: int) -> _Index:
     return _Index(key, central, names, array("Q", sorted(starts)), end.cd_offset)
 
 
+def _read_index(fd: int, key: ArchiveKey, max_entries: int) -> _Index:
+    """Parse a local archive's central directory (blocking)."""
+    steps = _index_steps(key, key.size, max_entries)
+    request = next(steps)
+    while True:
+        try:
+            request = steps.send(os.pread(fd, request[1], request[0]))
+        except StopIteration as done:
+            return done.value
+
+
+_Result = TypeVar("_Result")
+
+
+def _step(
+    steps: Generator[tuple[int, int], bytes, _Result], data: bytes
+) -> tuple[tuple[int, int] | None, _Result | None]:
+    """One step of a parse, in a worker thread (a StopIteration may not cross into a future)."""
+    try:
+        return steps.send(data), None
+    except StopIteration as done:
+        return None, done.value
+
+
+async def _read_index_from(reader: RangeReader, key: Hashable, size: int, max_entries: int) -> _Index:
+    """Parse the central directory of an archive read by ranges; the parsing itself runs in a worker thread."""
+    steps = _index_steps(key, size, max_entries)
+    request = next(steps)
+    while True:
+        data = await reader.read(*request)
+        request, index = await asyncio.to_thread(_step, steps, data)
+        if request is None:
+            return index
+
+
 class IndexCache:
     """Parsed central directories, least recently used evicted first.
 
     Bounded by archives and by entries overall (a parsed entry costs a few hundred bytes).
     Hits happen on the event loop; a miss parses in a worker thread, one parse at a time,
-    so a burst of requests for a freshly uploaded archive parses it once.
+    so a burst of requests for a freshly uploaded archive parses it once. An archive read by
+    ranges (:meth:`find_in`) is fetched on the event loop and parsed in a worker thread; concurrent
+    misses for the same version share one fetch and parse, other archives load meanwhile.
     """
 
     def __init__(self, max_archives: int = 16, max_entries: int = 200_000, max_cached_entries: int = 500_000):
         self.max_archives = max_archives
         self.max_entries = max_entries  # per archive: more and the archive is refused
         self.max_cached_entries = max_cached_entries
-        self._indexes: OrderedDict[ArchiveKey, _Index] = OrderedDict()
+        self._indexes: OrderedDict[Hashable, _Index] = OrderedDict()
         self._cached_entries = 0
         self._lock = threading.Lock()  # guards the dict; held only briefly
         self._parsing = threading.Lock()
+        self._loading: dict[Hashable, asyncio.Task[_Index]] = {}  # ranged loads in flight (event loop only)
 
     async def find(self, path: str, name: str) -> EntryInfo | None:
         index = self._get(archive_key(path, os.stat(path)))
@@ -285,7 +394,34 @@ class IndexCache:
             index = await asyncio.to_thread(self._load, path)
         return index.find(name)
 
-    def _get(self, key: ArchiveKey) -> _Index | None:
+    async def find_in(self, reader: RangeReader, name: str) -> EntryInfo | None:
+        key, size = await reader.version()
+        index = self._get(key)
+        if index is None:
+            index = await self._load_from(reader, key, size)
+        return index.find(name)
+
+    async def _load_from(self, reader: RangeReader, key: Hashable, size: int) -> _Index:
+        loop = asyncio.get_running_loop()
+        task = self._loading.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(self._parse_from(reader, key, size))
+            self._loading[key] = task
+            task.add_done_callback(lambda done: self._loaded(key, done))
+        return await asyncio.shield(task)  # one waiter's cancellation must not fail the others
+
+    async def _parse_from(self, reader: RangeReader, key: Hashable, size: int) -> _Index:
+        index = await _read_index_from(reader, key, size, self.max_entries)
+        self._put(index)
+        return index
+
+    def _loaded(self, key: Hashable, task: asyncio.Task[_Index]) -> None:
+        if self._loading.get(key) is task:
+            del self._loading[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone
+
+    def _get(self, key: Hashable) -> _Index | None:
         with self._lock:
             index = self._indexes.get(key)
             if index is not None:
@@ -324,6 +460,11 @@ async def find_entry(
     return await (cache or CACHE).find(os.fspath(archive_path), name)
 
 
+async def find_entry_in(reader: RangeReader, name: str, *, cache: IndexCache | None = None) -> EntryInfo | None:
+    """:func:`find_entry` for an archive read by byte ranges (an object in S3)."""
+    return await (cache or CACHE).find_in(reader, name)
+
+
 class Member(NamedTuple):
     file: BinaryIO
     data_offset: int
@@ -335,12 +476,7 @@ def open_member(path: str, entry: EntryInfo) -> Member:
     Everything that can go wrong before the first byte is checked here, while an error can
     still be a proper status.
     """
-    if entry.flags & _ENCRYPTED:
-        raise ArchiveError("encrypted entries are not supported")
-    if entry.method not in (STORED, DEFLATED):
-        raise ArchiveError(f"compression method {entry.method} is not supported")
-    if entry.method == STORED and entry.compress_size != entry.file_size:
-        raise ArchiveError("a stored entry whose sizes differ")
+    _check_servable(entry)
     archive = open(path, "rb", buffering=0)  # handed to the caller, which closes it
     try:
         if archive_key(path, os.fstat(archive.fileno())) != entry.archive:
@@ -351,17 +487,87 @@ def open_member(path: str, entry: EntryInfo) -> Member:
         raise
 
 
+def _check_servable(entry: EntryInfo) -> None:
+    if entry.flags & _ENCRYPTED:
+        raise ArchiveError("encrypted entries are not supported")
+    if entry.method not in (STORED, DEFLATED):
+        raise ArchiveError(f"compression method {entry.method} is not supported")
+    if entry.method == STORED and entry.compress_size != entry.file_size:
+        raise ArchiveError("a stored entry whose sizes differ")
+
+
 def _data_offset(fd: int, entry: EntryInfo) -> int:
-    """Where the entry's data starts, from its LOCAL header: its extra field (zip64, timestamps)
-    differs from the central directory's, so the central record alone cannot say."""
-    header = os.pread(fd, _LOCAL_SIZE, entry.header_offset)
-    if len(header) != _LOCAL_SIZE or not header.startswith(b"PK\x03\x04"):
+    return _data_start(os.pread(fd, _LOCAL_SIZE, entry.header_offset), entry)
+
+
+def _data_start(header: bytes, entry: EntryInfo) -> int:
+    """Where the entry's data starts, from its LOCAL header (its first 30 bytes): its extra field
+    (zip64, timestamps) differs from the central directory's, so the central record alone cannot say."""
+    if len(header) < _LOCAL_SIZE or not header.startswith(b"PK\x03\x04"):
         raise ArchiveError("bad local file header")
     name_len, extra_len = _LOCAL_LENGTHS.unpack_from(header, 26)
     start = entry.header_offset + _LOCAL_SIZE + name_len + extra_len
     if start + entry.compress_size > entry.data_limit:
         raise ArchiveError("the entry's data overlaps the next entry")
     return start
+
+
+async def open_remote_member(reader: RangeReader, entry: EntryInfo) -> AsyncGenerator[bytes, None]:
+    """:func:`open_member` and :func:`entry_pieces` for an archive read by ranges: the entry's
+    uncompressed bytes, checked as they go, from ONE read of its local header and data.
+
+    Everything that can go wrong before the first byte (the entry, the version, the local header)
+    is checked before this returns. Close the iterator when done (``contextlib.aclosing``).
+    """
+    _check_servable(entry)
+    key, _ = await reader.version()
+    if key != entry.archive:
+        raise ArchiveError("the archive changed since it was indexed")
+    # data_limit is where the next entry starts: the span holds the header, name, extra and data.
+    raw = reader.stream(entry.header_offset, entry.data_limit - entry.header_offset)
+    try:
+        header = b""
+        async for piece in raw:
+            header += piece
+            if len(header) >= _LOCAL_SIZE:
+                break
+        skip = _data_start(header, entry) - entry.header_offset
+        while len(header) < skip:
+            piece = await anext(raw, b"")
+            if not piece:
+                raise ArchiveError("the archive is truncated")
+            header += piece
+    except BaseException:
+        await raw.aclose()
+        raise
+    return _remote_pieces(raw, header[skip:], entry)
+
+
+async def _remote_pieces(
+    raw: AsyncGenerator[bytes, None], first: bytes, entry: EntryInfo
+) -> AsyncGenerator[bytes, None]:
+    inflater = _Inflater() if entry.method == DEFLATED else None
+    checker = _Checker(entry)
+    remaining, data = entry.compress_size, first
+    try:
+        while True:
+            data = data[:remaining]
+            remaining -= len(data)
+            for piece in inflater.feed(data) if inflater else (data,) if data else ():
+                if passed := checker.push(piece):
+                    yield passed
+            if not remaining or (inflater and inflater.eof):
+                break
+            data = await anext(raw, b"")
+            if not data:
+                raise ArchiveError("the archive is truncated")
+        for piece in inflater.finish() if inflater else ():
+            if passed := checker.push(piece):
+                yield passed
+        if last := checker.finish():
+            yield last
+    finally:
+        await raw.aclose()
 
 
 def entry_pieces(fd: int, entry: EntryInfo, start: int) -> Iterator[bytes]:
@@ -380,45 +586,86 @@ def _read_range(fd: int, start: int, length: int) -> Iterator[bytes]:
         yield data
 
 
-def _inflated(compressed: Iterator[bytes]) -> Iterator[bytes]:
-    """Raw deflate, at most CHUNK bytes out per step, however well the input compresses (zip bombs)."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    try:
-        for data in compressed:
+class _Inflater:
+    """Raw deflate fed piece by piece, at most CHUNK bytes out per step, however well the input
+    compresses (zip bombs)."""
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    @property
+    def eof(self) -> bool:
+        return self._inflater.eof
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        inflater = self._inflater
+        try:
             while data and not inflater.eof:
                 piece = inflater.decompress(data, CHUNK)
                 data = inflater.unconsumed_tail
                 if piece:
                     yield piece
-            if inflater.eof:
-                return
-        # The input is used up; the inflater may still hold output it had no room for.
-        while not inflater.eof and (piece := inflater.decompress(b"", CHUNK)):
-            yield piece
-    except zlib.error as exc:
-        raise ArchiveError(f"corrupt deflate data: {exc}") from None
-    if not inflater.eof:
-        raise ArchiveError("the deflate data ends early")
+        except zlib.error as exc:
+            raise ArchiveError(f"corrupt deflate data: {exc}") from None
+
+    def finish(self) -> Iterator[bytes]:
+        """The input is used up; the inflater may still hold output it had no room for."""
+        inflater = self._inflater
+        try:
+            while not inflater.eof and (piece := inflater.decompress(b"", CHUNK)):
+                yield piece
+        except zlib.error as exc:
+            raise ArchiveError(f"corrupt deflate data: {exc}") from None
+        if not inflater.eof:
+            raise ArchiveError("the deflate data ends early")
 
 
-def _verified(pieces: Iterator[bytes], entry: EntryInfo) -> Iterator[bytes]:
-    """Pass the pieces on, holding the last one back until size and CRC-32 match the central directory.
+def _inflated(compressed: Iterator[bytes]) -> Iterator[bytes]:
+    inflater = _Inflater()
+    for data in compressed:
+        yield from inflater.feed(data)
+        if inflater.eof:
+            return
+    yield from inflater.finish()
+
+
+class _Checker:
+    """Pieces checked on the way: size and CRC-32 against the central directory, the last piece held
+    back until both match.
 
     Content-Length is already on the wire: an archive that lies must end in a short body,
     which every client notices, not in wrong bytes that look complete.
     """
-    total, crc, held = 0, 0, b""
-    for piece in pieces:
-        total += len(piece)
-        if total > entry.file_size:
+
+    def __init__(self, entry: EntryInfo):
+        self._entry = entry
+        self._total = 0
+        self._crc = 0
+        self._held = b""
+
+    def push(self, piece: bytes) -> bytes:
+        """Take a piece; give back the one before it (b"" at first), now safe to send."""
+        self._total += len(piece)
+        if self._total > self._entry.file_size:
             raise ArchiveError("the entry holds more bytes than its declared size")
-        crc = zlib.crc32(piece, crc)
-        if held:
-            yield held
-        held = piece
-    if total != entry.file_size:
-        raise ArchiveError("the entry holds fewer bytes than its declared size")
-    if crc != entry.crc:
-        raise ArchiveError("CRC-32 mismatch")
-    if held:
-        yield held
+        self._crc = zlib.crc32(piece, self._crc)
+        passed, self._held = self._held, piece
+        return passed
+
+    def finish(self) -> bytes:
+        """The last piece, once size and CRC-32 match."""
+        if self._total != self._entry.file_size:
+            raise ArchiveError("the entry holds fewer bytes than its declared size")
+        if self._crc != self._entry.crc:
+            raise ArchiveError("CRC-32 mismatch")
+        return self._held
+
+
+def _verified(pieces: Iterator[bytes], entry: EntryInfo) -> Iterator[bytes]:
+    """Pass the pieces on, holding the last one back until size and CRC-32 match the central directory."""
+    checker = _Checker(entry)
+    for piece in pieces:
+        if passed := checker.push(piece):
+            yield passed
+    if last := checker.finish():
+        yield last

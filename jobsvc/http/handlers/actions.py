@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -20,8 +19,9 @@ from jobsvc.http.handlers.base import (
     protected_ref,
     repo,
 )
-from jobsvc.http.keys import DB, STORE
+from jobsvc.http.keys import REPO, STORE
 from jobsvc.services import actions
+from jobsvc.storage.rows import Row
 
 
 async def _present(request: web.Request, project_id: int, job_id: int, status: int) -> web.Response:
@@ -37,7 +37,7 @@ async def _refused(call) -> Any:
         raise errors.ApiError(exc.status, {"message": exc.message}) from None
 
 
-async def _job_to_update(request: web.Request, principal: Principal) -> tuple[sqlite3.Row, Access, sqlite3.Row]:
+async def _job_to_update(request: web.Request, principal: Principal) -> tuple[Row, Access, Row]:
     """GitLab's order: the project (404), the role on it (403), the job (404), then its protected ref (403)."""
     project, access = await find_project(request, principal)
     if not access.at_least(policy.DEVELOPER):
@@ -54,14 +54,14 @@ async def cancel(request: web.Request) -> web.Response:
     project, access, job = await _job_to_update(request, principal)
     if values["force"] and not access.at_least(policy.MAINTAINER):
         raise errors.forbidden()
-    await actions.cancel(request.app[DB], job["id"], force=values["force"])
+    await actions.cancel(request.app[REPO], job["id"], force=values["force"])
     return await _present(request, project["id"], job["id"], 201)
 
 
 async def retry(request: web.Request) -> web.Response:
     principal = await require(request)
     project, _access, job = await _job_to_update(request, principal)
-    new_id = await _refused(actions.retry(request.app[DB], job["id"], principal.user_id))
+    new_id = await _refused(actions.retry(request.app[REPO], job["id"], principal.user_id))
     return await _present(request, project["id"], new_id, 201)
 
 
@@ -72,7 +72,7 @@ async def erase(request: web.Request) -> web.Response:
     protected = await protected_ref(request, project, job["p_ref"])
     if not policy.can_erase_job(access, protected, own_job=job["user_id"] == principal.user_id):
         raise errors.forbidden()
-    await _refused(actions.erase(request.app[DB], request.app[STORE], job["id"], principal.user_id))
+    await _refused(actions.erase(request.app[REPO], request.app[STORE], job["id"], principal.user_id))
     return await _present(request, project["id"], job["id"], 201)
 
 
@@ -86,5 +86,5 @@ async def play(request: web.Request) -> web.Response:
     if not policy.can_update_job(access, await protected_ref(request, project, job["p_ref"])):
         raise errors.forbidden()
     variables = [actions.Variable(v["key"], v["value"]) for v in values["job_variables_attributes"]]
-    await _refused(actions.play(request.app[DB], job["id"], principal.user_id, variables or None))
+    await _refused(actions.play(request.app[REPO], job["id"], principal.user_id, variables or None))
     return await _present(request, project["id"], job["id"], 200)

@@ -19,10 +19,9 @@ from jobsvc.http.handlers.base import (
     protected_ref,
     repo,
 )
-from jobsvc.http.keys import DB, STORE
+from jobsvc.http.keys import REPO, STORE
 from jobsvc.services import artifacts
 from jobsvc.storage import zipindex
-from jobsvc.storage.repo import latest_successful_job_for_ref
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ async def keep(request: web.Request) -> web.Response:
     job = await job_of(request, project)
     if not policy.can_update_job(access, await protected_ref(request, project, job["p_ref"])):
         raise errors.forbidden()
-    if not await artifacts.keep(request.app[DB], job["id"]):
+    if not await artifacts.keep(request.app[REPO], job["id"]):
         raise errors.not_found()
     row = await repo(request).job(project["id"], job["id"])
     return json_response(entities.job(row, base_url(request), utcnow()))
@@ -45,7 +44,7 @@ async def delete_job_artifacts(request: web.Request) -> web.Response:
     if not policy.can_destroy_artifacts(access):
         raise errors.forbidden()
     job = await job_of(request, project)
-    await artifacts.delete_job_artifacts(request.app[DB], request.app[STORE], job["id"])
+    await artifacts.delete_job_artifacts(request.app[REPO], request.app[STORE], job["id"])
     return web.Response(status=204)
 
 
@@ -54,7 +53,7 @@ async def delete_project_artifacts(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not policy.can_destroy_artifacts(access):
         raise errors.forbidden()
-    await artifacts.expire_project_artifacts(request.app[DB], project["id"])
+    await artifacts.expire_project_artifacts(request.app[REPO], project["id"])
     return json_response({"message": "202 Accepted"}, status=202)
 
 
@@ -112,7 +111,7 @@ async def _job_for_ref(request: web.Request) -> tuple:
     name = _job_name(request)
     project, access = await find_project(request, principal)
     _readable(access)
-    job = await latest_successful_job_for_ref(request.app[DB], project["id"], request.match_info["ref_name"], name)
+    job = await repo(request).latest_successful_job_for_ref(project["id"], request.match_info["ref_name"], name)
     if job is None:
         raise errors.record_not_found()
     return project, job

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,9 +12,10 @@ from jobsvc.domain import errors, numbers
 from jobsvc.domain.policy import Access, is_protected
 from jobsvc.http import pagination
 from jobsvc.http.auth import Principal
-from jobsvc.http.keys import DB
+from jobsvc.http.keys import REPO
 from jobsvc.http.urls import base_url
 from jobsvc.storage.repo import Repository
+from jobsvc.storage.rows import Row
 
 __all__ = [
     "base_url",
@@ -42,7 +42,7 @@ def link_path(request: web.Request) -> str:
 
 
 def repo(request: web.Request) -> Repository:
-    return Repository(request.app[DB])
+    return request.app[REPO]
 
 
 def int_param(request: web.Request, name: str, *, message_name: str | None = None) -> int | None:
@@ -56,7 +56,7 @@ def int_param(request: web.Request, name: str, *, message_name: str | None = Non
         raise errors.ParamError([f"{message_name or name} is invalid"]) from None
 
 
-async def find_project(request: web.Request, principal: Principal | None) -> tuple[sqlite3.Row, Access]:
+async def find_project(request: web.Request, principal: Principal | None) -> tuple[Row, Access]:
     """``find_project!``: by numeric id or (case-insensitive) full path; 404 when not readable."""
     ident = request.match_info["id"]
     user_id = principal.user_id if principal else None
@@ -71,14 +71,12 @@ async def find_project(request: web.Request, principal: Principal | None) -> tup
     return _readable_project(row, principal)
 
 
-async def find_project_by_id(
-    request: web.Request, principal: Principal | None, project_id: int
-) -> tuple[sqlite3.Row, Access]:
+async def find_project_by_id(request: web.Request, principal: Principal | None, project_id: int) -> tuple[Row, Access]:
     row = await repo(request).project_by_id(project_id, principal.user_id if principal else None)
     return _readable_project(row, principal)
 
 
-def _readable_project(row: sqlite3.Row | None, principal: Principal | None) -> tuple[sqlite3.Row, Access]:
+def _readable_project(row: Row | None, principal: Principal | None) -> tuple[Row, Access]:
     if row is None:
         raise errors.not_found("Project")
     # A job token reaches only its own job's project.
@@ -96,7 +94,7 @@ def _readable_project(row: sqlite3.Row | None, principal: Principal | None) -> t
     return row, access
 
 
-async def job_of(request: web.Request, project: sqlite3.Row) -> sqlite3.Row:
+async def job_of(request: web.Request, project: Row) -> Row:
     """The job named by the route in this project, or GitLab's RecordNotFound 404."""
     job_id = int_param(request, "job_id")
     row = None if job_id is None else await repo(request).job(project["id"], job_id)
@@ -105,5 +103,5 @@ async def job_of(request: web.Request, project: sqlite3.Row) -> sqlite3.Row:
     return row
 
 
-async def protected_ref(request: web.Request, project: sqlite3.Row, ref: str) -> bool:
+async def protected_ref(request: web.Request, project: Row, ref: str) -> bool:
     return is_protected(ref, await repo(request).protected_branches(project["id"]))

@@ -25,7 +25,7 @@ async def list_project_jobs(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not access.read_build():
         raise errors.forbidden()
-    retry_after = request.app[RATE_LIMITER].hit("jobs_index", principal.user_id)
+    retry_after = await request.app[RATE_LIMITER].hit("jobs_index", principal.user_id)
     if retry_after is not None:
         raise errors.rate_limited(retry_after)
 
@@ -76,13 +76,14 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
         raise errors.record_not_found()
 
     page = pagination.page_of(query["page"], query["per_page"])
-    result, count = await repo(request).pipeline_jobs(
+    result = await repo(request).pipeline_jobs(
         pipeline["id"],
         query["scope"],
         include_retried=query["include_retried"],
         limit=page.per_page,
         offset=page.offset,
     )
+    count = result.total or 0
     total = count if count <= pagination.MAX_COUNT else None
     base, now = base_url(request), utcnow()
     headers = pagination.offset_headers(

@@ -17,11 +17,10 @@ from jobsvc.http.handlers.base import (
     protected_ref,
     repo,
 )
-from jobsvc.http.keys import DB
 from jobsvc.services import pipelines
 
 
-def _counted_headers(request: web.Request, page: pagination.Page, rows: int, count: int) -> dict[str, str]:
+def _counted_headers(request: web.Request, page: pagination.PageRequest, rows: int, count: int) -> dict[str, str]:
     total = count if count <= pagination.MAX_COUNT else None
     has_next = page.offset + rows < count
     return pagination.offset_headers(
@@ -39,7 +38,7 @@ async def list_projects(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     query = params.load(params.ProjectsSchema(), params.query(request.url.query.items()))
     page = pagination.page_of(query["page"], query["per_page"])
-    rows, count = await repo(request).visible_projects(
+    found = await repo(request).visible_projects(
         user_id=principal.user_id if principal else None,
         admin=bool(principal and principal.admin),
         membership=query["membership"],
@@ -51,8 +50,8 @@ async def list_projects(request: web.Request) -> web.Response:
         offset=page.offset,
     )
     base = base_url(request)
-    body = [entities.project(row, base, row["access_level"], simple=query["simple"]) for row in rows]
-    return json_response(body, headers=_counted_headers(request, page, len(rows), count))
+    body = [entities.project(row, base, row["access_level"], simple=query["simple"]) for row in found.rows]
+    return json_response(body, headers=_counted_headers(request, page, len(found.rows), found.total or 0))
 
 
 async def get_project(request: web.Request) -> web.Response:
@@ -68,12 +67,12 @@ async def list_pipelines(request: web.Request) -> web.Response:
     if not access.read_pipeline():
         raise errors.forbidden()
     page = pagination.page_of(query["page"], query["per_page"])
-    rows, count = await repo(request).pipelines(
+    found = await repo(request).project_pipelines(
         project["id"], query, order_by=query["order_by"], sort=query["sort"], limit=page.per_page, offset=page.offset
     )
     base = base_url(request)
-    body = [entities.pipeline_basic(row, base, prefix="") | {"name": None} for row in rows]
-    return json_response(body, headers=_counted_headers(request, page, len(rows), count))
+    body = [entities.pipeline_basic(row, base, prefix="") | {"name": None} for row in found.rows]
+    return json_response(body, headers=_counted_headers(request, page, len(found.rows), found.total or 0))
 
 
 async def get_pipeline(request: web.Request) -> web.Response:
@@ -95,13 +94,13 @@ async def create_pipeline(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not policy.can_update_job(access, await protected_ref(request, project, values["ref"])):
         raise errors.forbidden()
-    db = request.app[DB]
-    if not await pipelines.known_ref(db, project, values["ref"]):
+    repository = repo(request)
+    if not await pipelines.known_ref(repository, project, values["ref"]):
         raise errors.ApiError(400, {"message": {"base": ["Reference not found"]}})
     try:
         definition = pipelines.definition(project, values["ref"], values["variables"])
     except pipelines.PipelineRefused as exc:
         raise errors.ApiError(400, {"message": {"base": [str(exc)]}}) from None
-    pipeline_id = await pipelines.create(db, project, definition, principal.user_id)
-    row = await repo(request).pipeline(project["id"], pipeline_id)
+    pipeline_id = await pipelines.create(repository, project, definition, principal.user_id)
+    row = await repository.pipeline(project["id"], pipeline_id)
     return json_response(entities.pipeline(row, base_url(request), utcnow()), status=201)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -14,7 +13,7 @@ from jobsvc.http import body
 from jobsvc.http.auth import job_token_principal
 from jobsvc.http.handlers.artifacts import send_archive
 from jobsvc.http.handlers.base import find_project_by_id, int_param, json_response
-from jobsvc.http.keys import CONFIG, DB, STORE
+from jobsvc.http.keys import CONFIG, REPO, STORE
 from jobsvc.http.params import load
 from jobsvc.http.runner_params import (
     RUNNER_STATES,
@@ -28,6 +27,7 @@ from jobsvc.http.runner_params import (
 )
 from jobsvc.http.urls import base_url
 from jobsvc.services import artifacts, jobstate, payload, runners, traces
+from jobsvc.storage.rows import Row
 from jobsvc.storage.store import (  # a StoreFull is the error middleware's 507
     CHUNK,
     TooLarge,
@@ -48,15 +48,15 @@ async def register(request: web.Request) -> web.Response:
     if not runners.registration_token_ok(token, request.app[CONFIG].registration_token):
         raise errors.forbidden()
     try:
-        runner_id, runner_token = await runners.register(request.app[DB], params)
+        runner_id, runner_token = await runners.register(request.app[REPO], params)
     except runners.RegistrationError as exc:
         raise errors.ApiError(400, exc.body) from None
     return json_response({"id": runner_id, "token": runner_token, "token_expires_at": None}, status=201)
 
 
-async def _authenticated_runner(request: web.Request, schema: type = RunnerTokenParams) -> tuple[sqlite3.Row, dict]:
+async def _authenticated_runner(request: web.Request, schema: type = RunnerTokenParams) -> tuple[Row, dict]:
     params = load(schema(), await body.params(request))
-    runner = await runners.by_token(request.app[DB], params["token"])
+    runner = await runners.by_token(request.app[REPO], params["token"])
     if runner is None:
         raise errors.forbidden()
     return runner, params
@@ -69,22 +69,22 @@ async def verify(request: web.Request) -> web.Response:
 
 async def unregister(request: web.Request) -> web.Response:
     runner, _ = await _authenticated_runner(request)
-    await runners.delete(request.app[DB], runner["id"])
+    await runners.delete(request.app[REPO], runner["id"])
     return web.Response(status=204)
 
 
 async def request_job(request: web.Request) -> web.Response:
     runner, params = await _authenticated_runner(request, RequestJobParams)
-    db = request.app[DB]
-    await runners.touch(db, runner, params.get("info"))
-    version = await runners.queue_version(db)
+    repo = request.app[REPO]
+    await runners.touch(repo, runner, params.get("info"))
+    version = await runners.queue_version(repo)
     nothing = web.Response(status=204, headers={"X-GitLab-Last-Update": version})
     if runner["paused"] or params.get("last_update") == version:
         return nothing
-    assignment = await runners.assign_job(db, runner)
+    assignment = await runners.assign_job(repo, runner)
     if assignment is None:
-        return web.Response(status=204, headers={"X-GitLab-Last-Update": await runners.queue_version(db)})
-    return json_response(await payload.build(db, assignment.job_id, assignment.token, base_url(request)), status=201)
+        return web.Response(status=204, headers={"X-GitLab-Last-Update": await runners.queue_version(repo)})
+    return json_response(await payload.build(repo, assignment.job_id, assignment.token, base_url(request)), status=201)
 
 
 def _job_token(request: web.Request, params: dict) -> str | None:
@@ -94,12 +94,12 @@ def _job_token(request: web.Request, params: dict) -> str | None:
 async def update_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     params = load(UpdateJobParams(), await body.params(request))
-    db, store = request.app[DB], request.app[STORE]
-    job = await jobstate.authenticate_job(db, job_id, _job_token(request, params))
+    repo, store = request.app[REPO], request.app[STORE]
+    job = await jobstate.authenticate_job(repo, job_id, _job_token(request, params))
     state = params.get("state")
     if state not in RUNNER_STATES:
         raise errors.ParamError(["state does not have a valid value"] if state else ["state is missing"])
-    status = await jobstate.runner_update(db, store, job, state, params.get("failure_reason"))
+    status = await jobstate.runner_update(repo, store, job, state, params.get("failure_reason"))
     return _text(200, {"Job-Status": status})
 
 
@@ -111,8 +111,8 @@ def _job_id(request: web.Request) -> int | None:
 async def patch_trace(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
     params = load(JobTokenParams(), body.query(request.url.query.items()))
-    db, store, config = request.app[DB], request.app[STORE], request.app[CONFIG]
-    job = await jobstate.authenticate_job(db, job_id, _job_token(request, params))
+    repo, store, config = request.app[REPO], request.app[STORE], request.app[CONFIG]
+    job = await jobstate.authenticate_job(repo, job_id, _job_token(request, params))
     if request.headers.get("Content-Encoding", "identity").lower() != "identity":
         raise errors.ApiError(415, {"message": "415 Unsupported Media Type"})
     header = request.headers.get("Content-Range")
@@ -124,7 +124,7 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     start = numbers.parse_int(match.group(1), clamp=True)  # past 64 bits: past the size limit too
     chunks = request.content.iter_chunked(CHUNK)
     limit = config.trace_size_limit * 1024 * 1024
-    result = await traces.append(db, store, job["id"], start, chunks, request.content_length, limit)
+    result = await traces.append(repo, store, job["id"], start, chunks, request.content_length, limit)
     headers = {"Range": f"0-{result.size}", "Job-Status": result.status}
     if not result.accepted:
         return json_response({"error": "416 Range Not Satisfiable"}, status=416, headers=headers)
@@ -170,10 +170,10 @@ async def _field(part: BodyPartReader) -> str:
 async def upload_artifacts(request: web.Request) -> web.Response:
     """``POST /jobs/:id/artifacts``: the multipart upload, streamed to disk and counted as it comes."""
     job_id = _job_id(request)
-    db, store, config = request.app[DB], request.app[STORE], request.app[CONFIG]
+    repo, store, config = request.app[REPO], request.app[STORE], request.app[CONFIG]
     fields = body.query(request.url.query.items())  # the form's fields join these; all are checked in _upload
     token = request.headers.get("JOB-TOKEN") or load(JobTokenParams(), fields)["token"]
-    job = await jobstate.authenticate_job(db, job_id, token) if token else None
+    job = await jobstate.authenticate_job(repo, job_id, token) if token else None
     limit = config.max_artifacts_size * MB
     if request.content_length is not None and request.content_length > limit + MB:
         raise _too_large()
@@ -188,7 +188,7 @@ async def upload_artifacts(request: web.Request) -> web.Response:
                 if incoming is not None:
                     raise errors.bad_request("only one file may be uploaded")
                 if job is None:  # the token must come before the file: authenticate before reading it
-                    job = await jobstate.authenticate_job(db, job_id, fields.get("token"))
+                    job = await jobstate.authenticate_job(repo, job_id, fields.get("token"))
                 filename = part.filename
                 incoming = await store.receive(_chunks(part), limit)
             elif part.name == "metadata":
@@ -199,9 +199,9 @@ async def upload_artifacts(request: web.Request) -> web.Response:
         if incoming is None:
             raise errors.ParamError(["file is missing"])
         if job is None:
-            job = await jobstate.authenticate_job(db, job_id, fields.get("token"))
+            job = await jobstate.authenticate_job(repo, job_id, fields.get("token"))
         upload = _upload(job, fields, filename, config.default_artifacts_expire_in)
-        await artifacts.accept_upload(db, store, upload, incoming)
+        await artifacts.accept_upload(repo, store, upload, incoming)
     except TooLarge:
         raise _too_large() from None
     except artifacts.UploadRejected as exc:
@@ -246,15 +246,13 @@ async def download_dependency(request: web.Request) -> web.StreamResponse:
     """
     job_id = _job_id(request)
     token = _job_token(request, load(DownloadArtifactsParams(), body.query(request.url.query.items())))
-    db = request.app[DB]
-    requester = await jobstate.running_job_by_token(db, token)
+    repo = request.app[REPO]
+    requester = await jobstate.running_job_by_token(repo, token)
     if requester is None:
         raise errors.unauthorized()
     target = None
     if job_id is not None:
-        target = await db.fetchone(
-            "SELECT id, name, project_id, pipeline_id, stage_idx FROM jobs WHERE id = ?", (job_id,)
-        )
+        target = await repo.jobs.dependency(job_id)
     if target is None or target["project_id"] != requester["project_id"]:
         raise errors.forbidden()
     if not jobstate.depends_on(requester, target):
