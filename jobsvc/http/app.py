@@ -19,7 +19,7 @@ from jobsvc.services.leases import Lease
 from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
-from jobsvc.storage.db import Database
+from jobsvc.storage.backends import open_database
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Store
 
@@ -40,8 +40,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
     store.prepare()
-    db = Database(config.db_path)
-    await db.open()
+    db = await open_database(config.database_url, config.data_dir)
     try:
         repo = Repository(db)
         for path in fixture_paths(config):

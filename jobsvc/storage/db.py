@@ -80,17 +80,18 @@ def is_disk_full(exc: BaseException, path: Path) -> bool:
 _MIGRATION = re.compile(r"^-- migration: (\d+)\s*$", re.MULTILINE)
 
 
-def schema_path() -> Path:
-    """schema.sql beside the package (source checkout, editable install) or under share/jobsvc."""
+def schema_path(name: str = "schema.sql") -> Path:
+    """schema.sql (or schema.postgres.sql) beside the package (source checkout, editable install) or under
+    share/jobsvc."""
     candidates = [
-        Path(__file__).resolve().parents[2] / "schema.sql",
-        Path(sys.prefix) / "share" / "jobsvc" / "schema.sql",
-        Path(site.getuserbase()) / "share" / "jobsvc" / "schema.sql",
+        Path(__file__).resolve().parents[2] / name,
+        Path(sys.prefix) / "share" / "jobsvc" / name,
+        Path(site.getuserbase()) / "share" / "jobsvc" / name,
     ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("schema.sql not found; looked in " + ", ".join(map(str, candidates)))
+    raise FileNotFoundError(f"{name} not found; looked in " + ", ".join(map(str, candidates)))
 
 
 def migrations(text: str) -> list[tuple[int, str]]:
