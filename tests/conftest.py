@@ -12,6 +12,7 @@ import concurrent.futures
 import functools
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 from jobsvc.http.app import create_app  # noqa: E402 - after the Hypothesis home is set
 from jobsvc.settings import Config  # noqa: E402
 from jobsvc.storage import fixture_format, fixtures  # noqa: E402
+from jobsvc.storage.backends import database_for  # noqa: E402
 from jobsvc.storage.db import Database  # noqa: E402
 from jobsvc.storage.repo import Repository  # noqa: E402
 from jobsvc.storage.store import Store  # noqa: E402
@@ -286,7 +288,7 @@ async def _load_fixtures(config: Config) -> None:
     """What the app's start-up does to a new data directory before it serves: the store, the database, the fixtures."""
     store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
     store.prepare()
-    db = Database(config.db_path)
+    db = database_for(config.database_url, config.data_dir)
     await db.open()
     try:
         for path in config.fixtures:
@@ -302,8 +304,7 @@ def world_template(tmp_path_factory: pytest.TempPathFactory) -> Config:
     fixture = folder / "world.yaml"
     fixture.write_text(world_text())
     template = Config(data_dir=folder / "var", fixtures=[str(fixture)])
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # a loop of its own, whatever the test's loop is
-        thread.submit(asyncio.run, _load_fixtures(template)).result()
+    _load_world(template)
     assert not template.db_path.with_name(template.db_path.name + "-wal").exists()
     return template
 
@@ -315,10 +316,62 @@ def copy_world(template: Config, data_dir: Path) -> None:
     shutil.copytree(template.data_dir, data_dir, ignore=shutil.ignore_patterns(ballast), copy_function=shutil.copy)
 
 
+def _load_world(template: Config) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # a loop of its own, whatever the test's loop is
+        thread.submit(asyncio.run, _load_fixtures(template)).result()
+
+
+@pytest.fixture(scope="session")
+def pg_world_template(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> tuple[Config, str]:
+    """The test world loaded once into a PostgreSQL database (copied per test with CREATE DATABASE ... TEMPLATE),
+    with the store files that load wrote."""
+    folder = tmp_path_factory.mktemp("pg-world-template")
+    fixture = folder / "world.yaml"
+    fixture.write_text(world_text())
+    dsn = postgres_server.new_database()
+    template = Config(data_dir=folder / "var", fixtures=[str(fixture)], database_url=dsn)
+    _load_world(template)
+    return template, dsn.rsplit("/", 1)[1]
+
+
+# Every in-process HTTP test runs on both deployments' databases: SQLite in the data directory, and PostgreSQL.
+# A test that reads SQLite's own files says so with @pytest.mark.sqlite_only and runs once.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A sqlite_only test keeps its SQLite run only."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("backend") == "postgres" and item.get_closest_marker("sqlite_only"):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
-def config(tmp_path: Path, world_file: Path, world_template: Config) -> Config:
+def config(
+    request: pytest.FixtureRequest, tmp_path: Path, world_file: Path, world_template: Config, backend: str
+) -> Config:
     config = Config(data_dir=tmp_path / "var", fixtures=[str(world_file)])
-    if world_file.read_bytes() == Path(world_template.fixtures[0]).read_bytes():
+    same_world = world_file.read_bytes() == Path(world_template.fixtures[0]).read_bytes()
+    if backend == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        if same_world:
+            pg_template, database = request.getfixturevalue("pg_world_template")
+            copy_world(pg_template, config.data_dir)
+            return replace(config, database_url=server.new_database(template=database))
+        return replace(config, database_url=server.new_database())
+    if same_world:
         copy_world(world_template, config.data_dir)
     return config
 

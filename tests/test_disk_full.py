@@ -209,6 +209,7 @@ def _full_error() -> sqlite3.OperationalError:
     return exc
 
 
+@pytest.mark.sqlite_only
 async def test_injected_sqlite_full_answers_507_on_every_write(aiohttp_client, config, monkeypatch):
     """Every write statement fails as SQLite fails on a full disk: no route answers 500, nothing changes."""
     config.registration_token = REG
