@@ -15,6 +15,7 @@ import itertools
 import zipfile
 
 import aiohttp
+import asyncpg
 import pytest
 import yaml
 
@@ -47,20 +48,22 @@ def servers(tmp_path, postgres_server):
     """Two processes on one fresh database and one data directory, started together."""
     fixture = tmp_path / "fixture.yaml"
     fixture.write_text(yaml.safe_dump(FIXTURE, sort_keys=False))
-    env = {"JOBSVC_DATABASE_URL": postgres_server.new_database(), "JOBSVC_REGISTRATION_TOKEN": REGISTRATION}
+    dsn = postgres_server.new_database()
+    env = {"JOBSVC_DATABASE_URL": dsn, "JOBSVC_REGISTRATION_TOKEN": REGISTRATION, "JOBSVC_SWEEP_INTERVAL": "1"}
     args = ["--data-dir", str(tmp_path / "var"), "--fixtures", str(fixture)]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         started = [pool.submit(RunningServer, args, env) for _ in range(2)]
         running = [future.result() for future in started]  # a failed start raises here
     try:
         assert not (tmp_path / "var" / "jobsvc.sqlite3").exists()  # the database is PostgreSQL's, not a file
-        yield [server.url for server in running]
+        yield [server.url for server in running], dsn
     finally:
         for server in running:
             server.stop()
 
 
 async def test_two_processes_answer_as_one(servers):
+    servers, dsn = servers
     urls = itertools.cycle(servers)
     async with aiohttp.ClientSession() as http:
         # the fixture was loaded once, though both processes started on the empty database together
@@ -134,3 +137,15 @@ async def test_two_processes_answer_as_one(servers):
             f"{servers[1]}/api/v4/projects/1/jobs/{job['id']}/artifacts/out/report.txt", headers=ADMIN
         ) as resp:
             assert resp.status == 200 and await resp.read() == b"made by job-0\n" * 1000
+
+    # the sweeper runs in one process at a time: one lease, kept by one holder round after round
+    conn = await asyncpg.connect(dsn)
+    try:
+        holders = []
+        for _ in range(3):
+            await asyncio.sleep(1.2)
+            holders.append([tuple(r) for r in await conn.fetch("SELECT name, holder FROM leases ORDER BY name")])
+    finally:
+        await conn.close()
+    assert [[name for name, _ in seen] for seen in holders] == [["sweeper"]] * 3
+    assert len({seen[0][1] for seen in holders}) == 1
