@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import io
 import itertools
+import subprocess
+import sys
 import zipfile
 
 import aiohttp
@@ -149,3 +151,14 @@ async def test_two_processes_answer_as_one(servers):
         await conn.close()
     assert [[name for name, _ in seen] for seen in holders] == [["sweeper"]] * 3
     assert len({seen[0][1] for seen in holders}) == 1
+
+    # a token minted by the command line straight into PostgreSQL works on either process
+    made = subprocess.run(
+        [sys.executable, "-m", "jobsvc", "token", "create", "root", "--database-url", dsn, "--scope", "read_api"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    minted = {"PRIVATE-TOKEN": made.stdout.strip()}
+    async with aiohttp.ClientSession() as http:
+        for url in servers:
+            async with http.get(f"{url}/api/v4/projects/1/jobs/1", headers=minted) as resp:
+                assert resp.status == 200
