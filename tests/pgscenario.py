@@ -212,5 +212,5 @@ async def record_statements(monkeypatch: pytest.MonkeyPatch, aiohttp_client, tmp
     await SharedRateLimiter(repo, 600).hit("jobs", 1)  # as on a database several processes share
     assert db is repo.db
     await client.close()
-    await cli._create_token(config.data_dir, "root", "api", "scenario", None)
+    await cli._create_token(config.data_dir, config.database_url, "root", "api", "scenario", None)
     return seen
