@@ -249,7 +249,7 @@ async def _load(data_dir: Path, fixture: fixture_format.Fixture) -> str:
     from jobsvc.storage.store import Store
 
     store = Store(data_dir)
-    store.prepare()
+    await store.start()
     db = Database(data_dir / "jobsvc.sqlite3")
     await db.open()
     try:

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from jobsvc.domain.ratelimit import RateLimiter
 from jobsvc.http import routes
-from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE
+from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE, TRACES
 from jobsvc.http.middleware import error_middleware, security_headers
-from jobsvc.services import artifacts, processing
+from jobsvc.services import artifacts, processing, traces
 from jobsvc.services.leases import Lease
 from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
@@ -36,27 +36,31 @@ def fixture_paths(config: Config) -> list[Path]:
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
-    """The database and the file store, with the configured fixtures loaded."""
+    """The database and the blob store (with the log store that goes with it), with the fixtures loaded."""
     config = app[CONFIG]
     store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
-    store.prepare()
-    db = Database(config.db_path)
-    await db.open()
+    await store.start()
     try:
-        repo = Repository(db)
-        for path in fixture_paths(config):
-            summary = await fixtures.load_fixture(repo, store, fixture_format.read_fixture(path))
-            log.info("%s", summary)
-        await artifacts.reconcile(repo, store)
-        app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
-        app[DB] = db
-        app[REPO] = repo
-        limit = config.jobs_rate_limit
-        app[RATE_LIMITER] = SharedRateLimiter(repo, limit) if db.shared else RateLimiter(limit)
-        app[STORE] = store
-        yield
+        db = Database(config.db_path)
+        await db.open()
+        try:
+            repo = Repository(db)
+            for path in fixture_paths(config):
+                summary = await fixtures.load_fixture(repo, store, fixture_format.read_fixture(path))
+                log.info("%s", summary)
+            await artifacts.reconcile(repo, store)
+            app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
+            app[DB] = db
+            app[REPO] = repo
+            limit = config.jobs_rate_limit
+            app[RATE_LIMITER] = SharedRateLimiter(repo, limit) if db.shared else RateLimiter(limit)
+            app[STORE] = store
+            app[TRACES] = traces.trace_store(repo, store)
+            yield
+        finally:
+            await db.close()
     finally:
-        await db.close()
+        await store.close()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -21,10 +21,10 @@ from jobsvc.domain import tokens
 from jobsvc.domain.policy import ROLES
 from jobsvc.domain.statuses import FINISHED, QUEUED, STARTED, composite
 from jobsvc.domain.timefmt import format_utc, format_with_offset, utcnow
+from jobsvc.storage.blobs import BlobStore, StoredFile
 from jobsvc.storage.db import Tx
 from jobsvc.storage.fixture_format import Fixture, FixtureError, inside
 from jobsvc.storage.repo import Repository
-from jobsvc.storage.store import Store, StoredFile
 from jobsvc.storage.unit import Unit
 
 # --- loading ----------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def stage_order(stages: list[str]) -> dict[str, int]:
 class _Loader:
     """One fixture's trip into the database, inside one write transaction."""
 
-    def __init__(self, tx: Tx, store: Store, fixture: Fixture):
+    def __init__(self, tx: Tx, store: BlobStore, fixture: Fixture):
         self.tx, self.store, self.fixture = tx, store, fixture
         self.problems: list[str] = []
         self.written: list[StoredFile] = []
@@ -505,9 +505,9 @@ class _Loader:
         if job["trace_file"] is not None:
             path = inside(self.fixture.folder, job["trace_file"])
             assert path is not None  # checked when the fixture was read
-            stored = self.store.put_trace_file(job_id, path)  # copied in chunks: logs may be large
+            stored = await self.store.put_trace_file(job_id, path)  # copied in chunks: logs may be large
         elif job["trace"] is not None:
-            stored = self.store.put_trace(job_id, job["trace"].encode("utf-8"))
+            stored = await self.store.put_trace(job_id, job["trace"].encode("utf-8"))
         else:
             return
         self.written.append(stored)
@@ -522,14 +522,14 @@ class _Loader:
         self, job_id: int, project_id: int, artifacts: Mapping[str, Any], expire_at: str | None, where: str
     ) -> None:
         if artifacts["files"] is not None:
-            stored = self.store.put_bytes(job_id, zip_files(artifacts["files"]), "zip")
+            stored = await self.store.put_bytes(job_id, zip_files(artifacts["files"]), "zip")
         elif artifacts["dir"] is not None:
             folder = inside(self.fixture.folder, artifacts["dir"])
             assert folder is not None
             built = self.store.temp_file()  # zipped to disk, not to memory: a folder may be large
             try:
                 zip_dir(folder, built)
-                stored = self.store.put_file(job_id, built, "zip")
+                stored = await self.store.put_file(job_id, built, "zip")
             finally:
                 built.unlink(missing_ok=True)
         else:
@@ -538,7 +538,7 @@ class _Loader:
             if not zipfile.is_zipfile(path):
                 self.problems.append(f"{where}.artifacts.archive: {artifacts['archive']!r} is not a zip archive")
                 return
-            stored = self.store.put_file(job_id, path, "zip")  # copied in chunks: archives may be large
+            stored = await self.store.put_file(job_id, path, "zip")  # copied in chunks: archives may be large
         self.written.append(stored)
         await self.tx.execute(
             """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
@@ -563,7 +563,7 @@ async def already_loaded(repo: Repository, fixture: Fixture) -> bool:
     )
 
 
-async def load_fixture(repo: Repository, store: Store, fixture: Fixture) -> LoadSummary:
+async def load_fixture(repo: Repository, store: BlobStore, fixture: Fixture) -> LoadSummary:
     """Load a validated fixture, all or nothing; a file loaded before is skipped."""
     if await already_loaded(repo, fixture):
         return LoadSummary(fixture.name, skipped=True)
@@ -579,18 +579,18 @@ async def load_fixture(repo: Repository, store: Store, fixture: Fixture) -> Load
     try:
         return await repo.write(work)
     except sqlite3.IntegrityError as exc:
-        _remove(store, written)
+        await _remove(store, written)
         raise FixtureError([f"(database): {exc}"], fixture.source) from None
     except FixtureError as exc:
-        _remove(store, written)
+        await _remove(store, written)
         exc.source = fixture.source
         raise
     except BaseException:
-        _remove(store, written)
+        await _remove(store, written)
         raise
 
 
-def _remove(store: Store, written: list[StoredFile]) -> None:
+async def _remove(store: BlobStore, written: list[StoredFile]) -> None:
     """Files written for a load that did not commit: their job ids were new, nothing else uses them."""
     for stored in written:
-        store.remove(stored.key)
+        await store.remove(stored.key)
