@@ -19,9 +19,9 @@ from jobsvc.services.leases import Lease
 from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
+from jobsvc.storage.blobs import open_blob_store
 from jobsvc.storage.db import Database
 from jobsvc.storage.repo import Repository
-from jobsvc.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def fixture_paths(config: Config) -> list[Path]:
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     """The database and the blob store (with the log store that goes with it), with the fixtures loaded."""
     config = app[CONFIG]
-    store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
+    store = open_blob_store(config.data_dir, min_free=config.min_free_space * 1024 * 1024, store_url=config.store_url)
     await store.start()
     try:
         db = Database(config.db_path)

@@ -9,15 +9,18 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from jobsvc.domain import errors, statemachine, tokens
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import processing
-from jobsvc.services.tracestore import TraceStore
 from jobsvc.storage.db import DatabaseFull
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
 from jobsvc.storage.unit import Unit
+
+if TYPE_CHECKING:  # the log stores call back into this module
+    from jobsvc.services.tracestore import TraceStore
 
 log = logging.getLogger(__name__)
 

@@ -43,13 +43,14 @@ from pathlib import Path
 
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import jobstate
+from jobsvc.services.tracechunks import ChunkedTraces
 from jobsvc.services.tracestore import (
     MAX_PATCH,
     Appended,
     TraceStore,
     TraceTooLarge,
     too_large_body,
-    trace_forbidden,
+    within_limits,
 )
 from jobsvc.storage.blobs import BlobStore, LocalBlob
 from jobsvc.storage.repo import Repository
@@ -61,9 +62,9 @@ __all__ = ["MAX_PATCH", "Appended", "FileTraces", "trace_store"]
 
 def trace_store(repo: Repository, store: BlobStore) -> TraceStore:
     """The log store that goes with a blob store: files beside a directory store, database chunks with S3."""
-    if isinstance(store, Store):
+    if isinstance(store, Store):  # kind "directory"
         return FileTraces(repo, store)
-    raise NotImplementedError(f"no log store for a {store.kind} blob store")
+    return ChunkedTraces(repo, store)
 
 
 class FileTraces:
@@ -76,18 +77,13 @@ class FileTraces:
     async def append(
         self, job_id: int, start: int, chunks: AsyncIterator[bytes], content_length: int | None, size_limit: int
     ) -> Appended:
-        if content_length is not None and content_length > MAX_PATCH:
-            raise too_large_body()
-        try:
-            if content_length is not None and start + content_length > size_limit:
-                raise TraceTooLarge
+        async def locked() -> Appended:
             lock = self.store.trace_lock(job_id)
             waited = lock.locked()
             async with lock:
                 return await self._append_locked(job_id, start, chunks, size_limit, waited)
-        except TraceTooLarge:
-            await jobstate.drop_for_trace_size(self.repo, self, job_id)
-            raise trace_forbidden() from None
+
+        return await within_limits(self.repo, self, job_id, start, content_length, size_limit, locked)
 
     async def _append_locked(
         self, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, waited: bool

@@ -13,13 +13,15 @@ list a finished job's log as its ``trace`` artifact the same way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from jobsvc.domain import errors
+from jobsvc.services import jobstate
 from jobsvc.storage.blobs import Download
+from jobsvc.storage.repo import Repository
 from jobsvc.storage.unit import Unit
 
 MAX_PATCH = 64 * 1024 * 1024
@@ -42,9 +44,27 @@ def too_large_body() -> errors.ApiError:
     return errors.ApiError(413, {"message": "413 Request Entity Too Large"})
 
 
-def trace_forbidden() -> errors.ApiError:
-    """The answer to the append that made the log too large, once its job was dropped."""
-    return errors.ApiError(403, {"error": "403 Forbidden"})
+async def within_limits(
+    repo: Repository,
+    traces: TraceStore,
+    job_id: int,
+    start: int,
+    content_length: int | None,
+    size_limit: int,
+    append: Callable[[], Awaitable[Appended]],
+) -> Appended:
+    """Run ``append`` under the limits every log store keeps: 413 for a declared body past MAX_PATCH; past the
+    trace size limit (declared, or found by ``append`` while receiving: TraceTooLarge) the job is dropped
+    (trace_size_exceeded) once the append has let go of everything it held, and the runner gets GitLab's 403."""
+    if content_length is not None and content_length > MAX_PATCH:
+        raise too_large_body()
+    try:
+        if content_length is not None and start + content_length > size_limit:
+            raise TraceTooLarge
+        return await append()
+    except TraceTooLarge:
+        await jobstate.drop_for_trace_size(repo, traces, job_id)
+        raise errors.ApiError(403, {"error": "403 Forbidden"}) from None
 
 
 class TraceStore(Protocol):

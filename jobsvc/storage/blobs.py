@@ -162,3 +162,23 @@ class BlobStore(Protocol):
     async def sweep_stale_uploads(self) -> None:
         """Give up uploads a killed process left half-done (S3: pending multipart uploads)."""
         ...
+
+
+def open_blob_store(data_dir: Path, *, min_free: int = 0, store_url: str = "") -> BlobStore:
+    """The blob store a deployment names (not started yet): the directory under ``data_dir``, or with a
+    ``store_url`` the S3 bucket it names (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    A bad URL, missing credentials or a missing ``s3`` extra are a ValueError that says so."""
+    if not store_url:
+        from jobsvc.storage.store import Store
+
+        return Store(data_dir, min_free)
+    from jobsvc.storage.s3url import credentials_from_env, parse_store_url
+
+    location = parse_store_url(store_url)
+    credentials = credentials_from_env()
+    try:
+        from jobsvc.storage.s3 import S3Store
+        from jobsvc.storage.s3blobs import S3Blobs
+    except ImportError as exc:
+        raise ValueError(f"an s3:// store needs the s3 extra (pip install 'jobsvc[s3]'): {exc}") from None
+    return S3Blobs(S3Store(location, credentials))

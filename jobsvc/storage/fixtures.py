@@ -24,6 +24,7 @@ from jobsvc.domain.timefmt import format_utc, format_with_offset, utcnow
 from jobsvc.storage.blobs import BlobStore, StoredFile
 from jobsvc.storage.db import Tx
 from jobsvc.storage.fixture_format import Fixture, FixtureError, inside
+from jobsvc.storage.queries.traces import TraceChunks
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.unit import Unit
 
@@ -502,16 +503,23 @@ class _Loader:
         self.summary.jobs += 1
 
     async def _trace(self, job_id: int, project_id: int, job: Mapping[str, Any], where: str) -> None:
+        finished = job["status"] in {"success", "failed", "canceled", "skipped"}
+        path = None
         if job["trace_file"] is not None:
             path = inside(self.fixture.folder, job["trace_file"])
             assert path is not None  # checked when the fixture was read
-            stored = await self.store.put_trace_file(job_id, path)  # copied in chunks: logs may be large
-        elif job["trace"] is not None:
-            stored = await self.store.put_trace(job_id, job["trace"].encode("utf-8"))
-        else:
+        elif job["trace"] is None:
             return
+        if not finished and self.store.kind != "directory":  # a live log: chunks in the database
+            with open(path, "rb") if path is not None else io.BytesIO(job["trace"].encode("utf-8")) as body:
+                await TraceChunks(self.tx).append(job_id, body, format_utc(self.now))
+            return
+        if path is not None:
+            stored = await self.store.put_trace_file(job_id, path)  # copied in chunks: logs may be large
+        else:
+            stored = await self.store.put_trace(job_id, job["trace"].encode("utf-8"))
         self.written.append(stored)
-        if job["status"] in {"success", "failed", "canceled", "skipped"}:
+        if finished:
             await self.tx.execute(
                 """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
                        store_key, created_at) VALUES (?, ?, 'trace', NULL, 'job.log', ?, ?, ?, ?)""",

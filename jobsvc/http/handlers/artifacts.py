@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from jobsvc.domain import errors, policy
 from jobsvc.domain.timefmt import format_utc, utcnow
@@ -72,17 +72,26 @@ def _readable(access: policy.Access) -> None:
         raise errors.forbidden()
 
 
-async def send_archive(request: web.Request, job_id: int) -> web.StreamResponse:
-    """The archive of a job as GitLab sends it: octet-stream, binary, an attachment; Range-aware."""
+async def send_archive(request: web.Request, job_id: int, *, direct_download: bool = True) -> web.StreamResponse:
+    """The archive of a job as GitLab sends it: octet-stream, binary, an attachment; Range-aware.
+
+    A store that hands out presigned URLs (``presign=1``) answers a plain GET (no Range: If-Range stays ours to
+    decide) with a redirect to one instead, where ``direct_download`` allows it, as ``present_carrierwave_file!``
+    does for object storage with proxy_download off; the object must exist first (``file.exists?``)."""
     archive = await repo(request).archive(job_id)
     if archive is None:
         raise errors.not_found()
-    headers = {
-        **ARCHIVE_HEADERS,
-        "Content-Disposition": zipstream.content_disposition(archive["filename"], rfc5987=True),
-    }
+    disposition = zipstream.content_disposition(archive["filename"], rfc5987=True)
+    store = request.app[STORE]
     try:
-        blob = await request.app[STORE].download(archive["store_key"])
+        blob = await store.download(archive["store_key"])
+        if direct_download and request.method == hdrs.METH_GET and hdrs.RANGE not in request.headers:
+            url = await store.redirect_url(
+                archive["store_key"], content_type="application/octet-stream", content_disposition=disposition
+            )
+            if url is not None:
+                return web.Response(status=302, headers={hdrs.LOCATION: url})
+        headers = {**ARCHIVE_HEADERS, "Content-Disposition": disposition}
         return await ranges.send_blob(request, blob, content_type="application/octet-stream", headers=headers)
     except FileNotFoundError:
         log.error("job %s: artifact file %s is missing", job_id, archive["store_key"])

@@ -245,7 +245,8 @@ async def download_dependency(request: web.Request) -> web.StreamResponse:
     403 for a job of another project or one this job does not depend on, 404 without an archive.
     """
     job_id = _job_id(request)
-    token = _job_token(request, load(DownloadArtifactsParams(), body.query(request.url.query.items())))
+    params = load(DownloadArtifactsParams(), body.query(request.url.query.items()))
+    token = _job_token(request, params)
     repo = request.app[REPO]
     requester = await jobstate.running_job_by_token(repo, token)
     if requester is None:
@@ -261,4 +262,4 @@ async def download_dependency(request: web.Request) -> web.StreamResponse:
     project, access = await find_project_by_id(request, principal, target["project_id"])
     if not access.read_build():
         raise errors.forbidden()
-    return await send_archive(request, target["id"])
+    return await send_archive(request, target["id"], direct_download=params["direct_download"])
