@@ -91,7 +91,7 @@ async def upload(client, content: bytes, job_id: int = 11, query: str = "artifac
 
 def patch(client, body: bytes, start: int, job_id: int = 11):
     headers = {"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": f"{start}-{start + max(len(body), 1) - 1}"}
-    return client.patch(f"/api/v4/jobs/{job_id}/trace", data=body, headers=headers)
+    return client.patch(f"/api/v4/jobs/{job_id}/trace", data=io.BytesIO(body), headers=headers)
 
 
 async def chunk_rows(client, job_id: int = 11) -> list[tuple[int, int]]:
@@ -458,3 +458,20 @@ async def test_the_sweeper_removes_orphans(aiohttp_client, s3_config, s3_server,
     assert orphan not in objects(s3_server, s3_bucket)
     resp = await client.get("/api/v4/projects/1/jobs/8/artifacts", headers=auth("root"))
     assert resp.status == 200  # what rows point at stays
+
+
+async def test_a_live_log_archived_in_the_middle_of_a_read_goes_on_from_the_object(s3_client):
+    from jobsvc.http.keys import TRACES
+
+    client = s3_client
+    body = random.Random(5).randbytes(MIB + MIB // 2)  # 12 chunks: more than one batch of reads
+    assert (await patch(client, body, 8)).status == 202
+    expected = b"started\n" + body
+    live = await client.app[TRACES].download(11)
+    assert live.size == len(expected) and live.etag == f'"trace-11-{len(expected):x}"'
+    pieces = live.read_range(100, len(expected))
+    first = b"".join([await anext(pieces) for _ in range(8)])  # the first batch, from the database
+    assert (await client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "success"})).status == 200
+    assert await chunk_rows(client) == []
+    rest = b"".join([piece async for piece in pieces])  # the chunks are gone: from the archived object
+    assert len(first) < len(expected) - 100 and sha(first + rest) == sha(expected[100:])
