@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="jobsvc-cli")
     create.add_argument("--expires-at", default=None, metavar="YYYY-MM-DD")
     _add_setting(create, "data_dir")
+    _add_setting(create, "database_url")
     return parser
 
 
@@ -104,7 +105,7 @@ def _demo_banner(url: str) -> str:
     from jobsvc.http.app import DEMO_FIXTURE
 
     data = fixture_format.read_fixture(DEMO_FIXTURE).data
-    roles = {}
+    roles: dict[str, str] = {}
     for project in data["projects"]:
         for member in project["members"]:
             roles.setdefault(member["user"], f"{member['role']} of {project['path']}")
@@ -297,23 +298,27 @@ def _expiry(text: str | None) -> date | None:
     return expires_at
 
 
-def create_token(data_dir: Path, username: str, scope: str, name: str, expires_at: str | None) -> int:
+def create_token(
+    data_dir: Path, database_url: str, username: str, scope: str, name: str, expires_at: str | None
+) -> int:
     expiry = _expiry(expires_at)
-    if not (data_dir / "jobsvc.sqlite3").is_file():
+    if not database_url and not (data_dir / "jobsvc.sqlite3").is_file():
         raise CliError(f"no database in {data_dir} (start jobsvc serve or jobsvc load there first)")
-    print(asyncio.run(_create_token(data_dir, username, scope, name, expiry)))
+    print(asyncio.run(_create_token(data_dir, database_url, username, scope, name, expiry)))
     return 0
 
 
-async def _create_token(data_dir: Path, username: str, scope: str, name: str, expires_at: date | None) -> str:
+async def _create_token(
+    data_dir: Path, database_url: str, username: str, scope: str, name: str, expires_at: date | None
+) -> str:
     from jobsvc.domain import tokens
     from jobsvc.domain.timefmt import now_iso
-    from jobsvc.storage.db import Database
+    from jobsvc.storage.backends import database_for
     from jobsvc.storage.repo import Repository
     from jobsvc.storage.unit import Unit
 
     token = "glpat-" + secrets.token_urlsafe(15)
-    db = Database(data_dir / "jobsvc.sqlite3")
+    db = database_for(database_url, data_dir)
     await db.open()
 
     async def work(unit: Unit) -> None:
@@ -376,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "load":
             return load(Path(values["data_dir"]), args.file, values["store_url"])
         if args.command == "token":
-            return create_token(Path(values["data_dir"]), args.username, args.scope, args.name, args.expires_at)
+            return create_token(
+                Path(values["data_dir"]), values["database_url"], args.username, args.scope, args.name, args.expires_at
+            )
     except fixture_format.FixtureError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobsvc.domain import numbers
+from jobsvc.domain.dburl import parse_database_url
 from jobsvc.domain.durations import DurationError, parse_duration
 
 
@@ -30,6 +31,11 @@ def parse_url(text: str) -> str:
     if text and not (text.startswith("http://") or text.startswith("https://")):
         raise ValueError(f"not an http(s) URL: {text!r}")
     return text
+
+
+def parse_database(text: str) -> str:
+    parse_database_url(text)
+    return text.strip()
 
 
 def parse_store_url(text: str) -> str:
@@ -140,6 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("data_dir", "var", "Directory holding the SQLite database and the file store; created on first start."),
     Setting(
+        "database_url",
+        "",
+        "Database: postgresql://USER:PASSWORD@HOST:PORT/DB (needs the postgres extra) or sqlite:///PATH; "
+        "default: SQLite in the data directory.",
+        parse_database,
+    ),
+    Setting(
         "store_url",
         "",
         "Keep artifacts and logs in an S3-compatible bucket instead: s3://BUCKET[/PREFIX][?endpoint_url=URL"
@@ -215,6 +228,7 @@ class Config:
     """What the app factory needs; tests build one directly."""
 
     data_dir: Path
+    database_url: str = ""
     store_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080

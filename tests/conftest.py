@@ -1,10 +1,18 @@
-"""Shared test world: a fixture file every HTTP test loads into a fresh data directory under tmp_path."""
+"""Shared test world: a fixture file every HTTP test gets loaded into a fresh data directory under tmp_path.
+
+Loading it costs more than most tests: it is loaded once per session into a template data directory,
+and each test gets its own copy of that (the app's start-up then finds the file loaded and skips it).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import concurrent.futures
+import functools
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +27,10 @@ atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
 from jobsvc.http.app import create_app  # noqa: E402 - after the Hypothesis home is set
 from jobsvc.settings import Config  # noqa: E402
+from jobsvc.storage import fixture_format, fixtures  # noqa: E402
+from jobsvc.storage.backends import database_for  # noqa: E402
 from jobsvc.storage.db import Database  # noqa: E402
+from jobsvc.storage.repo import Repository  # noqa: E402
 from jobsvc.storage.store import Store  # noqa: E402
 
 TOKENS = {
@@ -260,16 +271,109 @@ def world() -> dict[str, Any]:
     }
 
 
+@functools.cache
+def world_text() -> str:
+    """The world as a fixture file's text, dumped once (world() is the same every time)."""
+    return yaml.safe_dump(world(), sort_keys=False)
+
+
 @pytest.fixture
 def world_file(tmp_path: Path) -> Path:
     path = tmp_path / "world.yaml"
-    path.write_text(yaml.safe_dump(world(), sort_keys=False))
+    path.write_text(world_text())
     return path
 
 
+async def _load_fixtures(config: Config) -> None:
+    """What the app's start-up does to a new data directory before it serves: the store, the database, the fixtures."""
+    store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
+    store.prepare()
+    db = database_for(config.database_url, config.data_dir)
+    await db.open()
+    try:
+        for path in config.fixtures:
+            await fixtures.load_fixture(Repository(db), store, fixture_format.read_fixture(path))
+    finally:
+        await db.close()
+
+
+@pytest.fixture(scope="session")
+def world_template(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The test world loaded once, into a data directory that is closed again (so no WAL beside the database)."""
+    folder = tmp_path_factory.mktemp("world-template")
+    fixture = folder / "world.yaml"
+    fixture.write_text(world_text())
+    template = Config(data_dir=folder / "var", fixtures=[str(fixture)])
+    _load_world(template)
+    assert not template.db_path.with_name(template.db_path.name + "-wal").exists()
+    return template
+
+
+def copy_world(template: Config, data_dir: Path) -> None:
+    """A private copy of the loaded world: the database and the store's tree. The database's ballast file
+    is left out: the app makes it on opening, as it does in a new data directory."""
+    ballast = Database(template.db_path).ballast.name
+    shutil.copytree(template.data_dir, data_dir, ignore=shutil.ignore_patterns(ballast), copy_function=shutil.copy)
+
+
+def _load_world(template: Config) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # a loop of its own, whatever the test's loop is
+        thread.submit(asyncio.run, _load_fixtures(template)).result()
+
+
+@pytest.fixture(scope="session")
+def pg_world_template(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> tuple[Config, str]:
+    """The test world loaded once into a PostgreSQL database (copied per test with CREATE DATABASE ... TEMPLATE),
+    with the store files that load wrote."""
+    folder = tmp_path_factory.mktemp("pg-world-template")
+    fixture = folder / "world.yaml"
+    fixture.write_text(world_text())
+    dsn = postgres_server.new_database()
+    template = Config(data_dir=folder / "var", fixtures=[str(fixture)], database_url=dsn)
+    _load_world(template)
+    return template, dsn.rsplit("/", 1)[1]
+
+
+# Every in-process HTTP test runs on both deployments' databases: SQLite in the data directory, and PostgreSQL.
+# A test that reads SQLite's own files says so with @pytest.mark.sqlite_only and runs once.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A sqlite_only test keeps its SQLite run only."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("backend") == "postgres" and item.get_closest_marker("sqlite_only"):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
-def config(tmp_path: Path, world_file: Path) -> Config:
-    return Config(data_dir=tmp_path / "var", fixtures=[str(world_file)])
+def config(
+    request: pytest.FixtureRequest, tmp_path: Path, world_file: Path, world_template: Config, backend: str
+) -> Config:
+    config = Config(data_dir=tmp_path / "var", fixtures=[str(world_file)])
+    same_world = world_file.read_bytes() == Path(world_template.fixtures[0]).read_bytes()
+    if backend == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        if same_world:
+            pg_template, database = request.getfixturevalue("pg_world_template")
+            copy_world(pg_template, config.data_dir)
+            return replace(config, database_url=server.new_database(template=database))
+        return replace(config, database_url=server.new_database())
+    if same_world:
+        copy_world(world_template, config.data_dir)
+    return config
 
 
 @pytest.fixture

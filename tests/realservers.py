@@ -199,10 +199,11 @@ class PostgresServer:
             raise RuntimeError(f"psql {statement!r} failed: {done.stderr.strip()}")
         return done.stdout.strip()
 
-    def new_database(self) -> str:
-        """Create a fresh empty database and return its DSN."""
+    def new_database(self, template: str | None = None) -> str:
+        """Create a fresh database, empty or a copy of the database ``template`` (which nobody may be
+        connected to), and return its DSN."""
         name = f"test_{next(self._names)}"
-        self.sql(f"CREATE DATABASE {name}")
+        self.sql(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
         return self.dsn_for(name)
 
 

@@ -55,6 +55,7 @@ HEADER_SECRETS = {
 }
 
 
+@pytest.mark.slow
 async def test_access_log_filters_tokens_in_queries_and_never_logs_token_headers(config, caplog):
     config.access_log = True
     caplog.set_level(logging.DEBUG)
@@ -100,6 +101,7 @@ async def test_unhandled_error_line_is_redacted(aiohttp_client, caplog):
     assert TOKENS["root"] not in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_malformed_request_is_logged_without_its_bytes(config, caplog):
     """aiohttp logs the bytes around a parse error (a header line with its token) and a traceback; jobsvc does not."""
     import asyncio

@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import serve_fixture
 
+pytestmark = pytest.mark.slow  # every test talks to a `jobsvc serve` child process
+
 TOKEN = "glpat-race-maintainer-00"
 RACERS = 20
 CI = "stages: [build, test]\nbuild: {stage: build, script: [make]}\ntest: {stage: test, script: [make test]}\n"

@@ -95,6 +95,7 @@ def test_settings_from_environment_and_flags():
         cli.resolve(args, {"JOBSVC_PORT": "many"})
 
 
+@pytest.mark.slow
 def test_serve_demo_on_a_real_socket(tmp_path):
     """`jobsvc serve --demo` starts, prints its URL and tokens, answers the README's curl line, and stops."""
     env = {**os.environ, "JOBSVC_DATA_DIR": str(tmp_path / "d")}
@@ -185,6 +186,7 @@ SERVE_ERRORS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "env", "words"), SERVE_ERRORS)
 def test_bad_settings_are_one_line_errors(tmp_path, args, env, words):
     done = run_jobsvc("serve", "--demo", "--data-dir", str(tmp_path / "d"), *args, cwd=tmp_path, env=env)
@@ -194,6 +196,7 @@ def test_bad_settings_are_one_line_errors(tmp_path, args, env, words):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_port_in_use_fails_before_the_data_is_loaded(tmp_path, busy_port):
     done = run_jobsvc("serve", "--demo", "--port", str(busy_port), "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
     assert done.returncode == 2
@@ -201,6 +204,7 @@ def test_a_port_in_use_fails_before_the_data_is_loaded(tmp_path, busy_port):
     assert done.stdout == "" and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "words"),
     [
@@ -221,6 +225,7 @@ def test_an_unusable_data_dir_is_one_line(tmp_path, make, words):
     assert not Path("/proc/jobsvc-test-data").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory anyway")
 def test_a_read_only_data_dir_is_one_line(tmp_path):
     data_dir = tmp_path / "ro"
@@ -234,6 +239,7 @@ def test_a_read_only_data_dir_is_one_line(tmp_path):
         data_dir.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_a_fixture_that_clashes_at_start_names_its_file_and_leaves_no_data_dir(tmp_path):
     first = write(tmp_path / "a.yaml", GOOD)
     second = write(tmp_path / "b.yaml", {"users": [{"username": "other", "id": 1}]})
@@ -257,6 +263,7 @@ def test_a_fixture_that_clashes_at_start_names_its_file_and_leaves_no_data_dir(t
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_start_in_an_existing_dir_removes_only_what_it_made(tmp_path):
     data_dir = tmp_path / "d"
     data_dir.mkdir()
@@ -330,6 +337,7 @@ def test_token_create_without_a_database_creates_none(tmp_path, capsys):
 # --- logging -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_debug_shows_jobsvc_lines_and_not_aiosqlite(tmp_path):
     """`serve --demo --log-level debug`: jobsvc's debug lines, none of aiosqlite's two per SQL statement."""
     with open(tmp_path / "stderr.txt", "w") as stderr:

@@ -8,9 +8,12 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
 from tests.conftest import RUNNING_JOB_TOKEN, RunningServer, world
+
+pytestmark = pytest.mark.slow  # `jobsvc serve` child processes, killed with SIGKILL and started again
 
 
 def test_kill_9_mid_upload(tmp_path):

@@ -123,6 +123,7 @@ def integrity(data_dir: Path) -> str:
         conn.close()
 
 
+@pytest.mark.slow
 async def test_a_full_disk_answers_507_frees_space_and_recovers(small_disk, aiohttp_client, world_file):
     data_dir = small_disk / "var"
     config = Config(data_dir=data_dir, fixtures=[str(world_file)], min_free_space=2, registration_token=REG)
@@ -208,6 +209,7 @@ def _full_error() -> sqlite3.OperationalError:
     return exc
 
 
+@pytest.mark.sqlite_only
 async def test_injected_sqlite_full_answers_507_on_every_write(aiohttp_client, config, monkeypatch):
     """Every write statement fails as SQLite fails on a full disk: no route answers 500, nothing changes."""
     config.registration_token = REG

@@ -34,6 +34,8 @@ from tests import rawhttp
 from tests.conftest import FINISHED_JOB_TOKEN, RUNNING_JOB_TOKEN, TOKENS
 from tests.conftest import world as world_data
 
+pytestmark = pytest.mark.slow  # the app on a real socket in a loop of its own, restarted on fresh data
+
 REGISTRATION_TOKEN = "reg-token-fuzz"
 RUNNER_TOKEN = "glrt-test-runner-00000"
 # Reads take a few parameters; the routes with bodies (most of them the runner's) get more examples.

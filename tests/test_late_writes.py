@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sqlite3
 import tracemalloc
 
-from jobsvc.http.keys import STORE
+from jobsvc.http.keys import DB, STORE
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 
 BOUNDARY = "jobsvcboundary"
@@ -69,12 +68,9 @@ async def status_of(client, job_id=11) -> str:
     return (await (await client.get(f"/api/v4/projects/1/jobs/{job_id}", headers=auth("root"))).json())["status"]
 
 
-def rows(config, sql: str, params=()) -> list:
-    conn = sqlite3.connect(config.data_dir / "jobsvc.sqlite3")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+async def rows(client, sql: str, params=()) -> list:
+    """The rows as tuples, read through the app's own database (SQLite or PostgreSQL)."""
+    return [tuple(row.values()) for row in await client.app[DB].fetchall(sql, params)]
 
 
 async def cancel(client) -> None:
@@ -102,7 +98,7 @@ class TestLatePatch:
         assert (await put).status == 200
         log = config.data_dir / "traces" / "11.log"
         assert log.read_bytes() == b"started\n"
-        [(size,)] = rows(config, "SELECT size FROM job_artifacts WHERE job_id = 11 AND file_type = 'trace'")
+        [(size,)] = await rows(client, "SELECT size FROM job_artifacts WHERE job_id = 11 AND file_type = 'trace'")
         assert size == log.stat().st_size
 
     async def test_after_cancel(self, client, config):
@@ -166,7 +162,7 @@ class TestLateUpload:
         gate.set()
         resp = await upload
         assert resp.status == 403 and await resp.json() == ERASED
-        assert rows(config, "SELECT * FROM job_artifacts WHERE job_id = 11") == []
+        assert await rows(client, "SELECT * FROM job_artifacts WHERE job_id = 11") == []
         assert not list((config.data_dir / "artifacts").glob("11/*"))
         assert not list((config.data_dir / "tmp").glob("*.part"))
         download = await client.get("/api/v4/projects/1/jobs/11/artifacts", headers=auth("root"))
@@ -182,7 +178,7 @@ class TestLateUpload:
         resp = await upload
         assert resp.status == 403 and await resp.json() == NOT_RUNNING
         assert resp.headers["Job-Status"] == "success"
-        assert rows(config, "SELECT file_type FROM job_artifacts WHERE job_id = 11") == [("trace",)]
+        assert await rows(client, "SELECT file_type FROM job_artifacts WHERE job_id = 11") == [("trace",)]
         assert not list((config.data_dir / "artifacts").glob("11/*"))
 
 

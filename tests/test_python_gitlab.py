@@ -5,6 +5,8 @@ import pytest
 
 from tests.conftest import BIG_PROJECT_JOBS, TOKENS
 
+pytestmark = pytest.mark.slow  # every test talks to a `jobsvc serve` child process
+
 
 @pytest.fixture(scope="module")
 def gl(world_server):

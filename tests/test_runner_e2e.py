@@ -9,6 +9,8 @@ import requests
 
 from tests.conftest import serve_fixture
 
+pytestmark = pytest.mark.slow  # every test talks to a `jobsvc serve` child process
+
 RUNNER_TOKEN = "glrt-e2e-runner-000000"
 TOKEN = "glpat-e2e-maintainer-0000"
 FIXTURE = {

@@ -50,8 +50,15 @@ def s3_env(s3_server, monkeypatch):
 
 
 @pytest.fixture
-def s3_config(tmp_path, world_file, s3_server, s3_bucket, s3_env) -> Config:
-    return Config(data_dir=tmp_path / "var", fixtures=[str(world_file)], store_url=store_url(s3_server, s3_bucket))
+def s3_config(request, tmp_path, world_file, s3_server, s3_bucket, s3_env, backend) -> Config:
+    """The world loaded on start into a fresh bucket, and SQLite in the data directory or a PostgreSQL database."""
+    database_url = request.getfixturevalue("postgres_server").new_database() if backend == "postgres" else ""
+    return Config(
+        data_dir=tmp_path / "var",
+        fixtures=[str(world_file)],
+        store_url=store_url(s3_server, s3_bucket),
+        database_url=database_url,
+    )
 
 
 @pytest.fixture

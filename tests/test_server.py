@@ -11,6 +11,8 @@ from jobsvc.http import server
 
 from .conftest import auth
 
+pytestmark = pytest.mark.slow  # every test runs the real server on a loopback socket
+
 SLOW_SOCKETS = 20
 HEAD = b"GET /api/v4/version HTTP/1.1\r\nHost: test\r\nPRIVATE-TOKEN: glpat-test-root-0000000\r\n\r\n"
 

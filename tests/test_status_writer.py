@@ -62,7 +62,7 @@ async def test_fill_sets_only_empty_columns_and_extras_are_written(client):
     repo = client.app[REPO]
     assert await repo.write(lambda unit: unit.jobs.set_status(job_id, "created", "pending", THEN))
     taken = await repo.write(
-        lambda unit: unit.jobs.set_status(job_id, "pending", "running", LATER, fill=("queued_at",), runner_id=None)
+        lambda unit: unit.jobs.set_status(job_id, "pending", "running", LATER, {"runner_id": None}, fill=("queued_at",))
     )
     row = await _row(client, job_id)
     assert taken and row["queued_at"] == THEN and row["started_at"] == LATER
@@ -71,4 +71,6 @@ async def test_fill_sets_only_empty_columns_and_extras_are_written(client):
 async def test_only_known_columns_go_beside_a_status(client):
     job_id = await _fresh_job(client)
     with pytest.raises(AssertionError, match="not a column set with a status"):
-        await client.app[REPO].write(lambda unit: unit.jobs.set_status(job_id, "created", "pending", LATER, name="x"))
+        await client.app[REPO].write(
+            lambda unit: unit.jobs.set_status(job_id, "created", "pending", LATER, {"name": "x"})
+        )

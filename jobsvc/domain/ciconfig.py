@@ -198,8 +198,9 @@ def _hidden(name: object) -> bool:
 
 def _stages(value: object) -> tuple[str, ...]:
     """``.pre``, the declared stages (default build, test, deploy), ``.post``; a repeated name counts once."""
+    declared: list[str] | None
     if value is None:
-        declared: list[str] = list(DEFAULT_STAGES)
+        declared = list(DEFAULT_STAGES)
     else:
         declared = _flat_strings(value, MAX_COMMAND_NESTING)
         if declared is None:

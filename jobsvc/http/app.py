@@ -19,8 +19,8 @@ from jobsvc.services.leases import Lease
 from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
+from jobsvc.storage.backends import open_database
 from jobsvc.storage.blobs import open_blob_store
-from jobsvc.storage.db import Database
 from jobsvc.storage.repo import Repository
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     store = open_blob_store(config.data_dir, min_free=config.min_free_space * 1024 * 1024, store_url=config.store_url)
     await store.start()
     try:
-        db = Database(config.db_path)
-        await db.open()
+        db = await open_database(config.database_url, config.data_dir)
         try:
             repo = Repository(db)
             for path in fixture_paths(config):

@@ -99,7 +99,8 @@ def _runner(row: Row, now: datetime) -> dict[str, Any] | None:
 
 def _artifacts(row: Row, now_text: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """``artifacts[]`` and ``artifacts_file`` (only while an unexpired archive exists)."""
-    listed, archive = [], None
+    listed: list[dict[str, Any]] = []
+    archive: dict[str, Any] | None = None
     if row["artifacts"] in (None, "[]"):
         return listed, archive
     for file_type, size, filename, file_format, expire_at, _locked in json.loads(row["artifacts"]):

@@ -12,11 +12,11 @@ if TYPE_CHECKING:
     from jobsvc.services.tracestore import TraceStore
     from jobsvc.settings import Config
     from jobsvc.storage.blobs import BlobStore
-    from jobsvc.storage.db import Database
     from jobsvc.storage.repo import Repository
+    from jobsvc.storage.rows import Backend
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
-DB: web.AppKey[Database] = web.AppKey("db")  # the backend; everything goes through REPO
+DB: web.AppKey[Backend] = web.AppKey("db")  # the backend; everything goes through REPO
 REPO: web.AppKey[Repository] = web.AppKey("repo")
 STORE: web.AppKey[BlobStore] = web.AppKey("store")  # the blob store: a directory, or an S3 bucket
 TRACES: web.AppKey[TraceStore] = web.AppKey("traces")  # the log store that goes with it

@@ -292,11 +292,12 @@ CONTENT_RANGE = {"in": "header", "name": "Content-Range", "required": True,
 
 # --- the operation table ---------------------------------------------------------------------------
 
-USER_AUTH = [{"privateToken": []}, {"privateTokenQuery": []}, {"accessTokenQuery": []}, {"bearer": []}]
-JOB_TOKEN_AUTH = [{"jobToken": []}, {"jobTokenQuery": []}]
-OPTIONAL = [{}]
+Security = list[dict[str, list[str]]]
+USER_AUTH: Security = [{"privateToken": []}, {"privateTokenQuery": []}, {"accessTokenQuery": []}, {"bearer": []}]
+JOB_TOKEN_AUTH: Security = [{"jobToken": []}, {"jobTokenQuery": []}]
+OPTIONAL: Security = [{}]
 # The runner's job routes: JOB-TOKEN, or the ``token`` parameter (query or body), which no security scheme covers.
-RUNNER_JOB = [{"jobToken": []}, {}]
+RUNNER_JOB: Security = [{"jobToken": []}, {}]
 
 
 @dataclass
@@ -547,9 +548,10 @@ def _field_property(converter: Any, field_obj: Any, **kwargs: Any) -> dict[str, 
     return {}
 
 
-def _query_parameters(plugin: MarshmallowPlugin, schema: type[Schema] | Schema) -> list[dict[str, Any]]:
-    instance = schema() if isinstance(schema, type) else schema
+def _query_parameters(plugin: MarshmallowPlugin, query: type[Schema] | Schema) -> list[dict[str, Any]]:
+    instance = query() if isinstance(query, type) else query
     out = []
+    assert plugin.converter is not None  # set when the plugin is registered with the spec
     for parameter in plugin.converter.schema2parameters(instance, location="query"):
         schema = parameter["schema"]
         if isinstance(schema.get("type"), list):  # an absent parameter is not a null one
@@ -633,6 +635,7 @@ def build() -> dict[str, Any]:
     )  # fmt: skip
     for field_class, (json_type, json_format) in _FIELD_TYPES.items():
         plugin.map_to_openapi_type(field_class, json_type, json_format)
+    assert plugin.converter is not None  # set by APISpec(plugins=[plugin])
     plugin.converter.add_attribute_function(_field_property)
     for name, schema in {**RESPONSE_SCHEMAS, **RUNNER_COMPONENTS}.items():
         spec.components.schema(name, schema=schema)
@@ -640,8 +643,8 @@ def build() -> dict[str, Any]:
     for name, schema in {"Cancel": params.CancelSchema, "Play": params.PlaySchema,
                          "CreatePipeline": params.CreatePipelineSchema}.items():  # fmt: skip
         spec.components.schema(name, schema=schema)
-    for name, schema in ERROR_SCHEMAS.items():
-        spec.components.schema(name, schema)
+    for name, component in ERROR_SCHEMAS.items():
+        spec.components.schema(name, component)
     for name, header in HEADERS.items():
         spec.components.header(name, header)
     for name, scheme in SECURITY_SCHEMES.items():

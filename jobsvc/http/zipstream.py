@@ -69,7 +69,7 @@ def validate_entry_path(path: str) -> str:
     return path
 
 
-def request_entry_path(request: web.BaseRequest, key: str) -> str:
+def request_entry_path(request: web.Request, key: str) -> str:
     """The validated artifact path of a route whose LAST segment is ``{key:[\\s\\S]+}``.
 
     (With ``{key:.+}`` a name holding a line break could not be requested at all: "." stops there.)
@@ -243,7 +243,7 @@ async def _respond(
         log.debug("client went away while sending %r: %s", entry.name, exc)
         _abort(request, response)
     except (ArchiveError, OSError) as exc:
-        log.warning("aborted sending %r from %s: %s", entry.name, entry.archive[0], exc)
+        log.warning("aborted sending %r from %s: %s", entry.name, entry.archive, exc)
         _abort(request, response)
     return response
 

@@ -106,7 +106,7 @@ async def play(repo: Repository, job_id: int, user_id: int, variables: list[Vari
         extra: dict[str, object] = {"user_id": user_id}
         if stored is not None:
             extra["job_variables"] = stored
-        await unit.jobs.set_status(job_id, job["status"], "pending", now_iso(), **extra)
+        await unit.jobs.set_status(job_id, job["status"], "pending", now_iso(), extra)
         await processing.reset_skipped_after(unit, job_id)  # EnqueueJobService resets the skipped dependents
         await processing.after_job_change(unit, job_id)
 

@@ -96,7 +96,7 @@ async def finish(repo: Repository, traces: TraceStore, job_id: int, state: str, 
         if new is None:
             return row["status"]
         reason = failure_reason if new == "failed" else None
-        await unit.jobs.set_status(job_id, row["status"], new, now_iso(), failure_reason=reason)
+        await unit.jobs.set_status(job_id, row["status"], new, now_iso(), {"failure_reason": reason})
         await processing.after_job_change(unit, job_id)
         return new
 

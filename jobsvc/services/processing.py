@@ -43,7 +43,7 @@ async def _apply(unit: Unit, changes: dict[int, str], expected: dict[int, str]) 
     now = now_iso()
     for job_id, status in changes.items():
         extra = {"scheduled_at": await _scheduled_at(unit, job_id)} if status == "scheduled" else {}
-        await unit.jobs.set_status(job_id, expected[job_id], status, now, **extra)
+        await unit.jobs.set_status(job_id, expected[job_id], status, now, extra)
 
 
 async def _scheduled_at(unit: Unit, job_id: int) -> str:

@@ -64,7 +64,7 @@ async def register(repo: Repository, params: dict[str, Any]) -> tuple[int, str]:
         )
     paused = _flag(params.get("paused"), False) or not _flag(params.get("active"), True)
     token = new_runner_token()
-    info = params.get("info") if isinstance(params.get("info"), dict) else {}
+    info: dict[str, Any] = params["info"] if isinstance(params.get("info"), dict) else {}
 
     async def work(unit: Unit) -> int:
         return await unit.runners.add(
@@ -161,10 +161,10 @@ async def assign_job(repo: Repository, runner: Row) -> Assignment | None:
             for row in rows:
                 if runner_can_take(runner, json.loads(row["tags"]), bool(row["protected"])):
                     token = new_job_token()
+                    claim = {"runner_id": runner["id"], "token_digest": tokens.digest(token)}
                     taken = await unit.jobs.set_status(
-                        row["id"], "pending", "running", now_iso(), fill=("queued_at",),
-                        runner_id=runner["id"], token_digest=tokens.digest(token),
-                    )  # fmt: skip
+                        row["id"], "pending", "running", now_iso(), claim, fill=("queued_at",)
+                    )
                     if taken:
                         await processing.after_job_change(unit, row["id"])
                         return Assignment(row["id"], token)

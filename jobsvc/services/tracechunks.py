@@ -43,7 +43,7 @@ import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import BinaryIO
+from typing import IO
 
 from jobsvc.domain import errors
 from jobsvc.domain.timefmt import now_iso
@@ -81,7 +81,7 @@ class ChunkedTraces:
         return await within_limits(self.repo, self, job_id, start, content_length, size_limit, spooled)
 
     async def _append(
-        self, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, body: BinaryIO
+        self, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, body: IO[bytes]
     ) -> Appended:
         # a start that is not the log's end is a 416 whatever happens: count the body, keep nothing of it
         at_end = await self.repo.traces.size(job_id) == start
@@ -230,7 +230,7 @@ class LiveLog:
                     yield piece
 
 
-async def _receive(chunks: AsyncIterator[bytes], body: BinaryIO | None, start: int, size_limit: int) -> int:
+async def _receive(chunks: AsyncIterator[bytes], body: IO[bytes] | None, start: int, size_limit: int) -> int:
     """Count (and with ``body``, spool) a PATCH body; the limits as the directory store checks them."""
     received = 0
     try:

@@ -32,7 +32,7 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -80,17 +80,18 @@ def is_disk_full(exc: BaseException, path: Path) -> bool:
 _MIGRATION = re.compile(r"^-- migration: (\d+)\s*$", re.MULTILINE)
 
 
-def schema_path() -> Path:
-    """schema.sql beside the package (source checkout, editable install) or under share/jobsvc."""
+def schema_path(name: str = "schema.sql") -> Path:
+    """schema.sql (or schema.postgres.sql) beside the package (source checkout, editable install) or under
+    share/jobsvc."""
     candidates = [
-        Path(__file__).resolve().parents[2] / "schema.sql",
-        Path(sys.prefix) / "share" / "jobsvc" / "schema.sql",
-        Path(site.getuserbase()) / "share" / "jobsvc" / "schema.sql",
+        Path(__file__).resolve().parents[2] / name,
+        Path(sys.prefix) / "share" / "jobsvc" / name,
+        Path(site.getuserbase()) / "share" / "jobsvc" / name,
     ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("schema.sql not found; looked in " + ", ".join(map(str, candidates)))
+    raise FileNotFoundError(f"{name} not found; looked in " + ", ".join(map(str, candidates)))
 
 
 def migrations(text: str) -> list[tuple[int, str]]:
@@ -153,11 +154,11 @@ class Tx:
         await self._conn.executemany(sql, rows)
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
+        return cast(list[Row], list(await self._conn.execute_fetchall(sql, params)))
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
-        rows = await self._conn.execute_fetchall(sql, params)
-        return next(iter(rows), None)
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
 
 class Database:
@@ -200,7 +201,7 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            writer.row_factory = dict_row
+            writer.row_factory = dict_row  # type: ignore[assignment]
             await writer.execute("PRAGMA journal_mode = WAL")
             await writer.execute("PRAGMA synchronous = FULL")
             await writer.execute("PRAGMA foreign_keys = ON")
@@ -212,7 +213,7 @@ class Database:
             await writer.close()
             raise
         self._make_ballast()
-        reader.row_factory = dict_row
+        reader.row_factory = dict_row  # type: ignore[assignment]
         await reader.execute("PRAGMA query_only = 1")
         await reader.execute("PRAGMA busy_timeout = 5000")
         await reader.execute("PRAGMA cache_size = -32000")
@@ -227,7 +228,7 @@ class Database:
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         assert self._reader is not None, "database is not open"
-        return list(await self._reader.execute_fetchall(sql, params))
+        return cast(list[Row], list(await self._reader.execute_fetchall(sql, params)))
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         rows = await self.fetchall(sql, params)

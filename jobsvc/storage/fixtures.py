@@ -24,6 +24,7 @@ from jobsvc.domain.timefmt import format_utc, format_with_offset, utcnow
 from jobsvc.storage.blobs import BlobStore, StoredFile
 from jobsvc.storage.db import Tx
 from jobsvc.storage.fixture_format import Fixture, FixtureError, inside
+from jobsvc.storage.queries.conn import Reader
 from jobsvc.storage.queries.traces import TraceChunks
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.unit import Unit
@@ -565,19 +566,23 @@ class _Loader:
         )
 
 
-async def already_loaded(repo: Repository, fixture: Fixture) -> bool:
-    return (
-        await repo.db.fetchone("SELECT 1 AS loaded FROM fixture_loads WHERE sha256 = ?", (fixture.sha256,)) is not None
-    )
+async def already_loaded(conn: Reader, fixture: Fixture) -> bool:
+    """Whether this file was loaded before (on the reader, or inside a load's own transaction)."""
+    found = await conn.fetchone("SELECT 1 AS loaded FROM fixture_loads WHERE sha256 = ?", (fixture.sha256,))
+    return found is not None
 
 
 async def load_fixture(repo: Repository, store: BlobStore, fixture: Fixture) -> LoadSummary:
     """Load a validated fixture, all or nothing; a file loaded before is skipped."""
-    if await already_loaded(repo, fixture):
+    if await already_loaded(repo.db, fixture):
         return LoadSummary(fixture.name, skipped=True)
     written: list[StoredFile] = []
 
     async def work(unit: Unit) -> LoadSummary:
+        # again inside the transaction: another process starting beside this one may have loaded it meanwhile,
+        # and a second load must write nothing, not even a file
+        if await already_loaded(unit.tx, fixture):
+            return LoadSummary(fixture.name, skipped=True)
         loader = _Loader(unit.tx, store, fixture)
         try:
             return await loader.run()

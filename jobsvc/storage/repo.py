@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from jobsvc.storage.db import Database, Tx
-from jobsvc.storage.rows import Page, Row
+from jobsvc.storage.db import Tx
+from jobsvc.storage.rows import Backend, Page, Row
 from jobsvc.storage.unit import Statements, Unit
 
 T = TypeVar("T")
@@ -93,7 +93,7 @@ def pipeline_job_ids_sql(statuses: Sequence[str], params: dict[str, Any], *, inc
 
 
 class Repository(Statements):
-    def __init__(self, db: Database):
+    def __init__(self, db: Backend):
         super().__init__(db)
         self.db = db
 
@@ -160,7 +160,8 @@ class Repository(Statements):
         offset: int,
     ) -> Page:
         """A page of the projects a caller can see, and their number (capped above 10,000)."""
-        where, params = [], {"user_id": user_id}
+        where: list[str] = []
+        params: dict[str, Any] = {"user_id": user_id}
         member_of = "SELECT project_id FROM members WHERE user_id = :user_id"
         if membership and user_id is not None:
             where.append(f"pr.id IN ({member_of})")

@@ -6,11 +6,32 @@ so the layers above work the same on every database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    """A database: SQLite (jobsvc.storage.db) or PostgreSQL (jobsvc.storage.postgres).
+
+    ``write(work)`` runs ``work(tx)`` in one transaction that behaves as if writers were serialized,
+    with the backend's own locking; ``shared`` says whether other processes may use the database too.
+    """
+
+    shared: bool
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None: ...
+
+    async def write(self, work: Callable[[Any], Awaitable[T]]) -> T: ...
 
 
 @dataclass(frozen=True)

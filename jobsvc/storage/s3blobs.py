@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from jobsvc.storage.blobs import BlobInfo, StoredFile
+from jobsvc.storage.blobs import BlobInfo, Staged, StoredFile, StoreError
 from jobsvc.storage.s3 import S3Store
 from jobsvc.storage.s3zip import S3Archive, as_read_error
 
@@ -88,14 +88,16 @@ class S3Blobs:
         uploaded = await self.s3.upload(self.new_key(job_id), chunks, limit)
         return S3Staged(uploaded.key, uploaded.size, uploaded.sha256, uploaded.etag)
 
-    async def install(self, staged: S3Staged, job_id: int, file_format: str | None) -> StoredFile:
-        staged.installed = True
-        return StoredFile(staged.key, staged.size, staged.sha256)
+    async def install(self, staged: Staged, job_id: int, file_format: str | None) -> StoredFile:
+        upload = _own(staged)
+        upload.installed = True
+        return StoredFile(upload.key, upload.size, upload.sha256)
 
-    async def discard(self, staged: S3Staged) -> None:
-        if not staged.installed and not staged.discarded:
-            staged.discarded = True
-            await self.remove(staged.key)
+    async def discard(self, staged: Staged) -> None:
+        upload = _own(staged)
+        if not upload.installed and not upload.discarded:
+            upload.discarded = True
+            await self.remove(upload.key)
 
     async def put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
         uploaded = await self.s3.put_bytes(self.new_key(job_id), data)
@@ -142,6 +144,12 @@ class S3Blobs:
             return None
         with as_read_error(key):
             return await self.s3.presigned_url(key, content_type=content_type, content_disposition=content_disposition)
+
+
+def _own(staged: Staged) -> S3Staged:
+    if not isinstance(staged, S3Staged):
+        raise StoreError(f"not an upload this store received: {staged!r}")
+    return staged
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

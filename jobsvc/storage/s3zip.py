@@ -71,7 +71,7 @@ class S3Archive:
     async def _pieces(self, start: int, end: int, chunk_size: int) -> AsyncGenerator[bytes, None]:
         etag = self._info.etag if self._info is not None else None
         pieces = self.store.read_range(self.key, start, end, if_match=etag, chunk_size=chunk_size)
-        async with contextlib.aclosing(pieces):
+        async with contextlib.aclosing(pieces):  # type: ignore[type-var]
             with as_read_error(self.key):
                 async for piece in pieces:
                     yield piece

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import aiofiles
 
-from jobsvc.storage.blobs import BlobInfo, LocalBlob, StoredFile, StoreError, StoreFull, TooLarge
+from jobsvc.storage.blobs import BlobInfo, LocalBlob, Staged, StoredFile, StoreError, StoreFull, TooLarge
 from jobsvc.storage.db import free_bytes
 
 log = logging.getLogger(__name__)
@@ -234,11 +234,11 @@ class Store:
     async def close(self) -> None:
         pass
 
-    async def install(self, staged: Incoming, job_id: int, file_format: str | None) -> StoredFile:
-        return await asyncio.to_thread(self._install_upload, staged, job_id, file_format)
+    async def install(self, staged: Staged, job_id: int, file_format: str | None) -> StoredFile:
+        return await asyncio.to_thread(self._install_upload, _own(staged), job_id, file_format)
 
-    async def discard(self, staged: Incoming) -> None:
-        staged.discard()
+    async def discard(self, staged: Staged) -> None:
+        _own(staged).discard()
 
     async def put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
         return await asyncio.to_thread(self._put_bytes, job_id, data, file_format)
@@ -311,6 +311,12 @@ class Store:
             yield appender
         finally:
             await appender.close()
+
+
+def _own(staged: Staged) -> Incoming:
+    if not isinstance(staged, Incoming):
+        raise StoreError(f"not an upload this store received: {staged!r}")
+    return staged
 
 
 CHUNK = 256 * 1024

@@ -158,7 +158,7 @@ class _Record(NamedTuple):
 
 class _End(NamedTuple):
     at: int  # where the (zip64) end record starts: the central directory must end right there
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose: the record's own name
     cd_size: int
     cd_offset: int
 
@@ -363,8 +363,9 @@ async def _read_index_from(reader: RangeReader, key: Hashable, size: int, max_en
     request = next(steps)
     while True:
         data = await reader.read(*request)
-        request, index = await asyncio.to_thread(_step, steps, data)
+        request, index = await asyncio.to_thread(_step, steps, data)  # type: ignore[arg-type]
         if request is None:
+            assert index is not None
             return index
 
 

@@ -36,6 +36,7 @@ async def keep(request: web.Request) -> web.Response:
     if not await artifacts.keep(request.app[REPO], job["id"]):
         raise errors.not_found()
     row = await repo(request).job(project["id"], job["id"])
+    assert row is not None  # the job found above
     return json_response(entities.job(row, base_url(request), utcnow()))
 
 

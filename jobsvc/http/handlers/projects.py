@@ -103,4 +103,5 @@ async def create_pipeline(request: web.Request) -> web.Response:
         raise errors.ApiError(400, {"message": {"base": [str(exc)]}}) from None
     pipeline_id = await pipelines.create(repository, project, definition, principal.user_id)
     row = await repository.pipeline(project["id"], pipeline_id)
+    assert row is not None  # created just now, in this project
     return json_response(entities.pipeline(row, base_url(request), utcnow()), status=201)

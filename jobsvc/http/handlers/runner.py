@@ -258,6 +258,7 @@ async def download_dependency(request: web.Request) -> web.StreamResponse:
         raise errors.forbidden()
     if not jobstate.depends_on(requester, target):
         raise errors.forbidden()
+    assert token is not None  # a running job was found by it
     principal = await job_token_principal(request, token)
     project, access = await find_project_by_id(request, principal, target["project_id"])
     if not access.read_build():

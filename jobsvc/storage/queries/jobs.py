@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from jobsvc.domain import statemachine
 from jobsvc.storage.queries.conn import Group
 from jobsvc.storage.rows import Row
@@ -37,15 +39,23 @@ STATUS_EXTRAS = frozenset({
 
 class Jobs(Group):
     async def set_status(
-        self, job_id: int, expected: str, new: str, now: str, *, fill: tuple[str, ...] = (), **extra: object
+        self,
+        job_id: int,
+        expected: str,
+        new: str,
+        now: str,
+        extra: Mapping[str, object] | None = None,
+        *,
+        fill: tuple[str, ...] = (),
     ) -> bool:
         """Move a job from ``expected`` to ``new``: the one job-status writer.
 
         The state machine's timestamp table says which columns become ``now`` (queued_at on pending,
         started_at on running, finished_at on the finished statuses); ``fill`` names columns set to
-        ``now`` only when still empty. The UPDATE is guarded by the expected status, so of two racing
-        changes one wins; returns whether this one did.
+        ``now`` only when still empty; ``extra`` gives other columns (of STATUS_EXTRAS). The UPDATE is
+        guarded by the expected status, so of two racing changes one wins; returns whether this one did.
         """
+        extra = extra or {}
         unknown = set(extra) - STATUS_EXTRAS
         assert not unknown, f"not a column set with a status: {unknown}"
         columns: dict[str, object] = {

@@ -7,7 +7,7 @@ its length, and the chunk holding byte P starts at P - P % CHUNK.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import IO
 
 from jobsvc.storage.queries.conn import Group
 from jobsvc.storage.rows import Row
@@ -39,7 +39,7 @@ class TraceChunks(Group):
             (job_id, position - position % CHUNK, limit),
         )
 
-    async def append(self, job_id: int, body: BinaryIO, now: str) -> int:
+    async def append(self, job_id: int, body: IO[bytes], now: str) -> int:
         """Put the rest of ``body`` at the log's end: fill the last chunk, then add whole ones; the bytes added.
 
         The caller compared the log's size with the append's start in this same transaction. Each UPDATE
