@@ -262,3 +262,14 @@ CREATE TABLE rate_counts (
     count  BIGINT NOT NULL,
     PRIMARY KEY (key, minute)
 );
+
+-- migration: 4
+-- The live logs of a deployment whose blobs are in S3 (jobsvc.services.tracechunks): chunk N of a job's log
+-- holds its bytes from start = N * 128 KiB, at most 128 KiB; archived to the bucket and deleted at the job's end.
+CREATE TABLE trace_chunks (
+    job_id     BIGINT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    start      BIGINT NOT NULL,
+    data       BYTEA NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (job_id, start)
+);

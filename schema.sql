@@ -250,3 +250,16 @@ CREATE TABLE rate_counts (
     count  INTEGER NOT NULL,
     PRIMARY KEY (key, minute)
 ) WITHOUT ROWID;
+
+-- migration: 4
+-- The live logs of a deployment whose blobs are in S3 (jobsvc.services.tracechunks), as GitLab keeps live
+-- traces (Ci::BuildTraceChunk): chunk N of a job's log holds its bytes from start = N * 128 KiB, at most
+-- 128 KiB, the last one filled up by each append. When the job ends its chunks become one object in the
+-- bucket (the job's trace artifact) and are deleted. Large rows: not WITHOUT ROWID.
+CREATE TABLE trace_chunks (
+    job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    start      INTEGER NOT NULL,
+    data       BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (job_id, start)
+);

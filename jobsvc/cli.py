@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser("load", help="load a fixture file into the data directory, all or nothing")
     load.add_argument("file", metavar="FILE")
     _add_setting(load, "data_dir")
+    _add_setting(load, "store_url")
 
     token = commands.add_parser("token", help="manage personal access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -212,9 +213,20 @@ class DataDir:
                 entry.unlink(missing_ok=True)
 
 
+def _check_store(store_url: str) -> None:
+    """The store URL, its credentials and the s3 extra, checked before anything starts (no request is made)."""
+    from jobsvc.storage.blobs import open_blob_store
+
+    try:
+        open_blob_store(Path("."), store_url=store_url)
+    except ValueError as exc:
+        raise CliError(f"--store-url: {exc}") from None
+
+
 def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     _check_parser()
     config = _config(values)
+    _check_store(config.store_url)
     for path in config.fixtures:
         fixture_format.read_fixture(path)  # fail before starting, with the place of the problem
     sockets = _bind(config.host, config.port)  # before any data is touched: a taken port costs nothing
@@ -244,26 +256,30 @@ def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     return 0
 
 
-async def _load(data_dir: Path, fixture: fixture_format.Fixture) -> str:
+async def _load(data_dir: Path, store_url: str, fixture: fixture_format.Fixture) -> str:
+    from jobsvc.storage.blobs import open_blob_store
     from jobsvc.storage.db import Database
     from jobsvc.storage.repo import Repository
-    from jobsvc.storage.store import Store
 
-    store = Store(data_dir)
-    store.prepare()
-    db = Database(data_dir / "jobsvc.sqlite3")
-    await db.open()
+    store = open_blob_store(data_dir, store_url=store_url)
+    await store.start()
     try:
-        return str(await fixtures.load_fixture(Repository(db), store, fixture))
+        db = Database(data_dir / "jobsvc.sqlite3")
+        await db.open()
+        try:
+            return str(await fixtures.load_fixture(Repository(db), store, fixture))
+        finally:
+            await db.close()
     finally:
-        await db.close()
+        await store.close()
 
 
-def load(data_dir: Path, path: str) -> int:
+def load(data_dir: Path, path: str, store_url: str = "") -> int:
     fixture = fixture_format.read_fixture(path)
+    _check_store(store_url)
     folder = DataDir(data_dir)
     try:
-        print(asyncio.run(_load(data_dir, fixture)))
+        print(asyncio.run(_load(data_dir, store_url, fixture)))
     except BaseException:
         folder.undo()
         raise
@@ -363,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(values, data_dir_given)
         if args.command == "load":
-            return load(Path(values["data_dir"]), args.file)
+            return load(Path(values["data_dir"]), args.file, values["store_url"])
         if args.command == "token":
             return create_token(
                 Path(values["data_dir"]), values["database_url"], args.username, args.scope, args.name, args.expires_at

@@ -38,6 +38,14 @@ def parse_database(text: str) -> str:
     return text.strip()
 
 
+def parse_store_url(text: str) -> str:
+    """An s3:// URL, or empty; the rest of it is checked when the store is opened (jobsvc.storage.s3url)."""
+    text = text.strip()
+    if text and not text.startswith("s3://"):
+        raise ValueError(f"not an s3:// URL: {text!r} (s3://BUCKET[/PREFIX][?endpoint_url=http://HOST:PORT])")
+    return text
+
+
 def parse_paths(text: str) -> list[str]:
     return [part for part in text.split(os.pathsep) if part]
 
@@ -145,6 +153,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_database,
     ),
     Setting(
+        "store_url",
+        "",
+        "Keep artifacts and logs in an S3-compatible bucket instead: s3://BUCKET[/PREFIX][?endpoint_url=URL"
+        "&presign=1...] (see Object storage; needs the s3 extra); default: the data directory.",
+        parse_store_url,
+    ),
+    Setting(
         "fixtures",
         [],
         "Fixture files to load on start (repeat the flag; in the variable, separate with ':').",
@@ -214,6 +229,7 @@ class Config:
 
     data_dir: Path
     database_url: str = ""
+    store_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     header_timeout: float = 20

@@ -12,16 +12,16 @@ from aiohttp import web
 
 from jobsvc.domain.ratelimit import RateLimiter
 from jobsvc.http import routes
-from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE
+from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE, TRACES
 from jobsvc.http.middleware import error_middleware, security_headers
-from jobsvc.services import artifacts, processing
+from jobsvc.services import artifacts, processing, traces
 from jobsvc.services.leases import Lease
 from jobsvc.services.ratelimits import SharedRateLimiter
 from jobsvc.settings import Config
 from jobsvc.storage import fixture_format, fixtures
 from jobsvc.storage.backends import open_database
+from jobsvc.storage.blobs import open_blob_store
 from jobsvc.storage.repo import Repository
-from jobsvc.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +36,30 @@ def fixture_paths(config: Config) -> list[Path]:
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
-    """The database and the file store, with the configured fixtures loaded."""
+    """The database and the blob store (with the log store that goes with it), with the fixtures loaded."""
     config = app[CONFIG]
-    store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
-    store.prepare()
-    db = await open_database(config.database_url, config.data_dir)
+    store = open_blob_store(config.data_dir, min_free=config.min_free_space * 1024 * 1024, store_url=config.store_url)
+    await store.start()
     try:
-        repo = Repository(db)
-        for path in fixture_paths(config):
-            summary = await fixtures.load_fixture(repo, store, fixture_format.read_fixture(path))
-            log.info("%s", summary)
-        await artifacts.reconcile(repo, store)
-        app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
-        app[DB] = db
-        app[REPO] = repo
-        limit = config.jobs_rate_limit
-        app[RATE_LIMITER] = SharedRateLimiter(repo, limit) if db.shared else RateLimiter(limit)
-        app[STORE] = store
-        yield
+        db = await open_database(config.database_url, config.data_dir)
+        try:
+            repo = Repository(db)
+            for path in fixture_paths(config):
+                summary = await fixtures.load_fixture(repo, store, fixture_format.read_fixture(path))
+                log.info("%s", summary)
+            await artifacts.reconcile(repo, store)
+            app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
+            app[DB] = db
+            app[REPO] = repo
+            limit = config.jobs_rate_limit
+            app[RATE_LIMITER] = SharedRateLimiter(repo, limit) if db.shared else RateLimiter(limit)
+            app[STORE] = store
+            app[TRACES] = traces.trace_store(repo, store)
+            yield
+        finally:
+            await db.close()
     finally:
-        await db.close()
+        await store.close()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -9,15 +9,17 @@ from aiohttp import web
 if TYPE_CHECKING:
     from jobsvc.domain.ratelimit import RateLimiter
     from jobsvc.services.ratelimits import SharedRateLimiter
+    from jobsvc.services.tracestore import TraceStore
     from jobsvc.settings import Config
+    from jobsvc.storage.blobs import BlobStore
     from jobsvc.storage.repo import Repository
     from jobsvc.storage.rows import Backend
-    from jobsvc.storage.store import Store
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 DB: web.AppKey[Backend] = web.AppKey("db")  # the backend; everything goes through REPO
 REPO: web.AppKey[Repository] = web.AppKey("repo")
-STORE: web.AppKey[Store] = web.AppKey("store")
+STORE: web.AppKey[BlobStore] = web.AppKey("store")  # the blob store: a directory, or an S3 bucket
+TRACES: web.AppKey[TraceStore] = web.AppKey("traces")  # the log store that goes with it
 RATE_LIMITER: web.AppKey[RateLimiter | SharedRateLimiter] = web.AppKey("rate_limiter")
 # The external URL a fixture declared (the setting, when given, wins over it).
 EXTERNAL_URL: web.AppKey[str] = web.AppKey("external_url")

@@ -130,6 +130,7 @@ HEADERS: dict[str, dict[str, Any]] = {
     "X-GitLab-Last-Update": _header("The runner queue's version; send it back as last_update.", required=True),
     "Range": _header("`0-N`: the log's size after the append.", {"type": "string", "pattern": "^0-[0-9]+$"}, True),
     "X-GitLab-Trace-Update-Interval": _header("Seconds between two log appends the runner should keep."),
+    "Location": _header("A presigned URL of the object store that sends the archive itself.", required=True),
 }
 
 _SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options")
@@ -236,6 +237,16 @@ def file_answers(content_type: str, *, ranges: bool = True, required_validators:
             "headers": _headers("Content-Disposition", "ETag", "Last-Modified", required=("Content-Range",)),
         }
     return answers
+
+
+# the archive downloads of a deployment whose object store presigns (--store-url ...&presign=1)
+PRESIGNED = {
+    302: {
+        "description": "With an object store that presigns URLs (`presign=1` in --store-url), a GET without "
+        "Range: the archive is at Location.",
+        "headers": _headers("Location"),
+    }
+}
 
 
 def status_answer(description: str, number: int, *headers: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -386,7 +397,7 @@ OPERATIONS: list[Operation] = [
               [PROJECT_ID], query=params.ProjectJobsSchema, security=REQUIRED_WITH_JOB_TOKEN),
     Operation("get", P + "/jobs/artifacts/{ref_name}/download", "downloadArtifactsByRef",
               "The archive of the latest successful job of that name on a ref", "artifacts",
-              {**file_answers("application/octet-stream"), **_errors(400, 401, 403, 404)},
+              {**file_answers("application/octet-stream"), **PRESIGNED, **_errors(400, 401, 403, 404)},
               [PROJECT_ID, REF_NAME, JOB_NAME, RANGE, IF_RANGE], security=READ_WITH_JOB_TOKEN),
     Operation("get", P + "/jobs/artifacts/{ref_name}/raw/{artifact_path}", "rawArtifactByRef",
               "One file out of that archive", "artifacts",
@@ -403,7 +414,7 @@ OPERATIONS: list[Operation] = [
               description="Ranges are honoured only when the request has a Range header; a job with no log "
               "answers an empty 200."),
     Operation("get", J + "/artifacts", "downloadArtifacts", "The job's archive", "artifacts",
-              {**file_answers("application/octet-stream"), **_errors(400, 401, 403, 404)},
+              {**file_answers("application/octet-stream"), **PRESIGNED, **_errors(400, 401, 403, 404)},
               [PROJECT_ID, JOB_ID, RANGE, IF_RANGE], security=READ_WITH_JOB_TOKEN),
     Operation("get", J + "/artifacts/{artifact_path}", "rawArtifact", "One file out of the job's archive",
               "artifacts",
@@ -479,7 +490,7 @@ OPERATIONS: list[Operation] = [
               security=RUNNER_JOB),
     Operation("get", API + "/jobs/{job_id}/artifacts", "downloadDependencyArtifacts",
               "A running job fetches its own or a dependency's archive", "runner",
-              {**file_answers("application/octet-stream"), **_errors(400, 401, 403, 404)},
+              {**file_answers("application/octet-stream"), **PRESIGNED, **_errors(400, 401, 403, 404)},
               [RUNNER_DOWNLOAD_ID, RANGE, IF_RANGE], query=RUNNER_SCHEMAS["GET /jobs/{job_id}/artifacts"],
               security=RUNNER_JOB),
 ]  # fmt: skip

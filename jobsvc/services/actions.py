@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from jobsvc.domain import statemachine
 from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import artifacts, processing
+from jobsvc.services.tracestore import TraceStore
+from jobsvc.storage.blobs import BlobStore
 from jobsvc.storage.queries.artifacts import OF_JOB
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
-from jobsvc.storage.store import Store
 from jobsvc.storage.unit import Unit
 
 
@@ -112,24 +113,25 @@ async def play(repo: Repository, job_id: int, user_id: int, variables: list[Vari
     await repo.write(work)
 
 
-async def erase(repo: Repository, store: Store, job_id: int, user_id: int) -> None:
+async def erase(repo: Repository, store: BlobStore, traces: TraceStore, job_id: int, user_id: int) -> None:
     """Ci::BuildEraseService: every artifact and the log go; erased_at and erased_by are set.
 
     On a full disk the files go first (``artifacts.write_freeing``), so an erase frees the space it can."""
-    async with store.trace_lock(job_id):
-        has_log = store.trace_path(job_id).exists()
+    async with traces.lock(job_id):
+        had_log = False  # a rerun after the files were freed first still knows there was a log
 
         async def work(unit: Unit) -> list[str]:
+            nonlocal had_log
             job = await _job(unit, job_id)
-            if not statemachine.erasable(job["status"], await unit.artifacts.count(job_id) > 0 or has_log):
+            had_log = await traces.erase_live(unit, job_id) or had_log
+            if not statemachine.erasable(job["status"], await unit.artifacts.count(job_id) > 0 or had_log):
                 raise ActionRefused(403, "403 Forbidden - Job is not erasable!")
             keys = await unit.artifacts.delete(OF_JOB, (job_id,))
             await unit.jobs.mark_erased(job_id, user_id, now_iso())
             return keys
 
         async def doomed() -> list[str]:
-            return await repo.artifacts.keys(OF_JOB, (job_id,)) + [store.trace_key(job_id)]
+            return await repo.artifacts.keys(OF_JOB, (job_id,)) + traces.live_keys(job_id)
 
         keys = await artifacts.write_freeing(repo, store, work, doomed)
-        for key in {*keys, store.trace_key(job_id)}:
-            store.remove(key)
+        await artifacts.remove_files(store, sorted({*keys, *traces.live_keys(job_id)}))

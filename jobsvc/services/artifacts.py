@@ -1,11 +1,19 @@
 """Job artifacts: accepting a runner's upload, keeping, expiring and deleting them.
 
-An upload becomes visible in one step: the file is streamed to ``tmp/``,
-fsynced and moved into place under a content-addressed name, and only then
-does one transaction insert the row that points at it. That transaction reads
-the job again: an upload whose body was still arriving when the job finished,
-was canceled or erased is refused there (GitLab's 403 for a job not running)
-and its file removed, so nothing can be added to a job that has ended.
+An upload becomes visible in one step: the blob store stages it (the directory
+store: streamed to ``tmp/`` and fsynced; S3: streamed into a multipart upload
+of a key of its own) and installs it (moved into place under a content-addressed
+name; S3: nothing to move), and only then does one transaction insert the row
+that points at it. That transaction reads the job again: an upload whose body was
+still arriving when the job finished, was canceled or erased is refused there
+(GitLab's 403 for a job not running) and its blob removed, so nothing can be
+added to a job that has ended; so is a blob whose row did not commit.
+
+Orphans (blobs no row points at: a crash between install and commit, or
+between a delete's commit and the blob's removal) are removed on start and,
+every ORPHAN_SWEEP_EVERY, by the sweeper, once older than the store's grace
+period (an upload in flight elsewhere is never one of them); so are the
+uploads a killed process left pending (S3's multipart uploads).
 
 Deletes free space even on a full disk: when the transaction that drops the
 rows cannot commit for want of room (``DatabaseFull``), the files go first
@@ -18,18 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
 from jobsvc.services import jobstate
 from jobsvc.services.leases import Lease
+from jobsvc.storage.blobs import BlobStore, Staged
 from jobsvc.storage.db import DatabaseFull
 from jobsvc.storage.queries.artifacts import ERASABLE, EXPIRED
 from jobsvc.storage.repo import Repository
-from jobsvc.storage.store import Incoming, Store
 from jobsvc.storage.unit import Unit
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,7 @@ TYPE_AND_FORMAT = {
     "metrics": "gzip", "sbom": "gzip",
 }  # fmt: skip
 FORMATS = ("raw", "zip", "gzip")
+ORPHAN_SWEEP_EVERY = 3600.0  # seconds: listing every blob is too dear for each sweep round
 DEFAULT_FILENAMES = {"archive": "artifacts.zip", "metadata": "metadata.gz", "trace": "job.log"}
 
 
@@ -65,7 +75,7 @@ class Upload:
     expire_in: int | None  # seconds; None: never
 
 
-async def accept_upload(repo: Repository, store: Store, upload: Upload, incoming: Incoming) -> bool:
+async def accept_upload(repo: Repository, store: BlobStore, upload: Upload, incoming: Staged) -> bool:
     """Store an upload; True when it was new, False when the same file was already there (idempotent).
 
     GitLab's 403 when the job has ended since it was authenticated (checked again inside the INSERT's
@@ -75,13 +85,13 @@ async def accept_upload(repo: Repository, store: Store, upload: Upload, incoming
     jobstate.check_alive(job)
     existing = await repo.artifacts.sha256(upload.job_id, upload.file_type)
     if existing is not None:
-        incoming.discard()
+        await store.discard(incoming)
         if existing == incoming.sha256:
             return False
         raise UploadRejected("another artifact of the same type already exists")
     # before the file is in place: nothing that fails after it may leave the file without its row
     expire_at = format_utc(utcnow() + timedelta(seconds=upload.expire_in)) if upload.expire_in else None
-    stored = await asyncio.to_thread(store.install, incoming, upload.job_id, upload.file_format)
+    stored = await store.install(incoming, upload.job_id, upload.file_format)
 
     async def work(unit: Unit) -> bool:
         job = await unit.jobs.status(upload.job_id)
@@ -103,13 +113,18 @@ async def accept_upload(repo: Repository, store: Store, upload: Upload, incoming
     try:
         return await repo.write(work)
     except UploadRejected:
-        store.remove(stored.key)
+        await store.remove(stored.key)
         raise
     except BaseException:
-        # the row did not commit: nothing points at the file, whose name is this upload's own hash
-        if not await repo.artifacts.key_known(stored.key):
-            store.remove(stored.key)
+        # the row did not commit: nothing points at the file, whose name is this upload's own
+        await remove_unless_known(repo, store, stored.key)
         raise
+
+
+async def remove_unless_known(repo: Repository, store: BlobStore, key: str) -> None:
+    """After a commit that failed (or may have): remove the blob, unless a row points at it after all."""
+    if not await repo.artifacts.key_known(key):
+        await store.remove(key)
 
 
 async def keep(repo: Repository, job_id: int) -> bool:
@@ -125,14 +140,14 @@ async def keep(repo: Repository, job_id: int) -> bool:
     return await repo.write(work)
 
 
-def remove_files(store: Store, keys: list[str]) -> None:
-    """After the rows are gone: remove their files (a crash here leaves orphans, cleaned on start)."""
+async def remove_files(store: BlobStore, keys: list[str]) -> None:
+    """After the rows are gone: remove their files (a crash here leaves orphans, swept later)."""
     for key in keys:
-        store.remove(key)
+        await store.remove(key)
 
 
 async def write_freeing(
-    repo: Repository, store: Store, work: Callable[[Unit], Awaitable[T]], doomed: Callable[[], Awaitable[list[str]]]
+    repo: Repository, store: BlobStore, work: Callable[[Unit], Awaitable[T]], doomed: Callable[[], Awaitable[list[str]]]
 ) -> T:
     """Run a transaction that deletes artifact rows; on a disk too full for it, remove the files of the rows
     it would delete (``doomed``, read outside the transaction) first, and try once more."""
@@ -141,11 +156,11 @@ async def write_freeing(
     except DatabaseFull:
         keys = await doomed()
         log.warning("disk full: removing %d artifact files before their rows", len(keys))
-        remove_files(store, keys)
+        await remove_files(store, keys)
         return await repo.write(work)
 
 
-async def delete_job_artifacts(repo: Repository, store: Store, job_id: int) -> None:
+async def delete_job_artifacts(repo: Repository, store: BlobStore, job_id: int) -> None:
     """Every artifact of a job but its log (GitLab's "erasable" artifacts)."""
 
     async def work(unit: Unit) -> list[str]:
@@ -153,7 +168,7 @@ async def delete_job_artifacts(repo: Repository, store: Store, job_id: int) -> N
         await unit.jobs.set_artifacts_expire_at(job_id, None)
         return keys
 
-    remove_files(store, await write_freeing(repo, store, work, lambda: repo.artifacts.keys(ERASABLE, (job_id,))))
+    await remove_files(store, await write_freeing(repo, store, work, lambda: repo.artifacts.keys(ERASABLE, (job_id,))))
 
 
 async def expire_project_artifacts(repo: Repository, project_id: int) -> int:
@@ -166,7 +181,7 @@ async def expire_project_artifacts(repo: Repository, project_id: int) -> int:
     return await repo.write(work)
 
 
-async def sweep(repo: Repository, store: Store, batch: int = 500) -> int:
+async def sweep(repo: Repository, store: BlobStore, batch: int = 500) -> int:
     """Remove expired artifacts whose pipeline is not locked; returns how many went."""
     params = (now_iso(), batch)
 
@@ -174,34 +189,51 @@ async def sweep(repo: Repository, store: Store, batch: int = 500) -> int:
         return await unit.artifacts.delete(EXPIRED, params)
 
     keys = await write_freeing(repo, store, work, lambda: repo.artifacts.keys(EXPIRED, params))
-    remove_files(store, keys)
+    await remove_files(store, keys)
     if keys:
         log.info("swept %d expired artifacts", len(keys))
     return len(keys)
 
 
-async def sweeper(repo: Repository, store: Store, interval: float, lease: Lease) -> None:
+async def sweeper(repo: Repository, store: BlobStore, interval: float, lease: Lease) -> None:
     """The background task: every ``interval`` seconds, sweep until nothing is left; until cancelled.
+    Every ORPHAN_SWEEP_EVERY, it also sweeps orphans and stale uploads.
 
     Only the process holding the lease sweeps (it lasts three intervals, and is renewed each round)."""
+    last_orphan_sweep = time.monotonic()
     while True:
         await asyncio.sleep(interval)
         try:
             while await lease.take() and await sweep(repo, store) > 0:
                 pass
+            if time.monotonic() - last_orphan_sweep >= ORPHAN_SWEEP_EVERY and await lease.take():
+                last_orphan_sweep = time.monotonic()
+                await sweep_orphans(repo, store, store.orphan_grace)
+                await store.sweep_stale_uploads()
         except Exception:  # a failed round is logged and retried next time
             log.exception("artifact sweep failed")
 
 
-async def reconcile(repo: Repository, store: Store) -> None:
-    """On start: files no row points at (a crash between rename and commit) are removed; rows whose file
-    is missing are logged (their downloads answer 404)."""
+async def sweep_orphans(repo: Repository, store: BlobStore, grace: timedelta) -> tuple[set[str], set[str]]:
+    """Remove the blobs no row points at that are older than ``grace``; (the keys listed, the keys known).
+
+    The listing comes first: a row committed while it runs is read after it, so its blob is never taken
+    for an orphan."""
+    cutoff = datetime.now(UTC) - grace
+    listed: dict[str, datetime] = {info.key: info.modified async for info in store.list_artifacts()}
     known = await repo.artifacts.all_keys()
-    for path in store.list_artifact_files():
-        key = path.relative_to(store.root).as_posix()
-        if key not in known:
+    for key, modified in sorted(listed.items()):
+        if key not in known and modified <= cutoff:
             log.warning("removing orphaned artifact file %s", key)
-            path.unlink(missing_ok=True)
-    for key in sorted(known):
-        if not key.startswith("traces/") and not store.path(key).exists():
+            await store.remove(key)
+    return set(listed), known
+
+
+async def reconcile(repo: Repository, store: BlobStore) -> None:
+    """On start: blobs no row points at (a crash between install and commit) are removed, and uploads a
+    killed process left pending; rows whose blob is missing are logged (their downloads answer 404)."""
+    await store.sweep_stale_uploads()
+    listed, known = await sweep_orphans(repo, store, store.orphan_grace_at_start)
+    for key in sorted(known - listed):
+        if not key.startswith("traces/"):
             log.error("artifact file %s is missing; its downloads answer 404", key)

@@ -6,11 +6,10 @@ then lets the pipeline catch up (``processing.after_job_change``).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import hmac
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from jobsvc.domain import errors, statemachine, tokens
 from jobsvc.domain.timefmt import now_iso
@@ -18,8 +17,10 @@ from jobsvc.services import processing
 from jobsvc.storage.db import DatabaseFull
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
-from jobsvc.storage.store import Store
 from jobsvc.storage.unit import Unit
+
+if TYPE_CHECKING:  # the log stores call back into this module
+    from jobsvc.services.tracestore import TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _finishing_status(current: str, state: str) -> str | None:
     return statemachine.transition(current, "succeed" if state == "success" else "drop")
 
 
-async def runner_update(repo: Repository, store: Store, job: Row, state: str, failure_reason: object) -> str:
+async def runner_update(repo: Repository, traces: TraceStore, job: Row, state: str, failure_reason: object) -> str:
     """Apply ``PUT /jobs/:id``; returns the job's status afterwards."""
     if state == "running":
 
@@ -82,10 +83,10 @@ async def runner_update(repo: Repository, store: Store, job: Row, state: str, fa
 
         return await repo.write(touch)
     reason = str(failure_reason) if failure_reason in KNOWN_FAILURES else "unknown_failure"
-    return await finish(repo, store, job["id"], state, reason)
+    return await finish(repo, traces, job["id"], state, reason)
 
 
-async def finish(repo: Repository, store: Store, job_id: int, state: str, failure_reason: str | None) -> str:
+async def finish(repo: Repository, traces: TraceStore, job_id: int, state: str, failure_reason: str | None) -> str:
     async def work(unit: Unit) -> str:
         row = await unit.jobs.status(job_id)
         assert row is not None
@@ -101,44 +102,19 @@ async def finish(repo: Repository, store: Store, job_id: int, state: str, failur
 
     status = await repo.write(work)
     try:
-        await archive_trace(repo, store, job_id)
+        await archive_trace(repo, traces, job_id)
     except DatabaseFull:  # the job has ended all the same; its log stays readable, just not listed
         log.warning("job %d: disk full, its log was not listed as the job.log artifact", job_id)
     return status
 
 
-async def drop_for_trace_size(repo: Repository, store: Store, job_id: int) -> None:
-    await finish(repo, store, job_id, "failed", "trace_size_exceeded")
+async def drop_for_trace_size(repo: Repository, traces: TraceStore, job_id: int) -> None:
+    await finish(repo, traces, job_id, "failed", "trace_size_exceeded")
 
 
-async def archive_trace(repo: Repository, store: Store, job_id: int) -> None:
+async def archive_trace(repo: Repository, traces: TraceStore, job_id: int) -> None:
     """List a finished job's log as its ``trace`` artifact (GitLab archives the live trace as job.log)."""
-    path = store.trace_path(job_id)
-    async with store.trace_lock(job_id):
-        digest_size = await asyncio.to_thread(_digest, path)
-    if digest_size is None:
-        return
-    digest, size = digest_size
-
-    async def work(unit: Unit) -> None:
-        project_id = await unit.jobs.project_id(job_id)
-        if project_id is not None:
-            await unit.artifacts.put_trace(job_id, project_id, size, digest, store.trace_key(job_id), now_iso())
-
-    await repo.write(work)
-
-
-def _digest(path) -> tuple[str, int] | None:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return None
-    with handle:
-        hasher, size = hashlib.sha256(), 0
-        while chunk := handle.read(1024 * 1024):
-            hasher.update(chunk)
-            size += len(chunk)
-    return (hasher.hexdigest(), size) if size else None
+    await traces.archive(job_id)
 
 
 async def running_job_by_token(repo: Repository, token: str | None) -> Row | None:

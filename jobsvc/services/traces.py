@@ -1,5 +1,11 @@
-"""The live log append (``PATCH /jobs/:id/trace``): streamed to disk, refused once the job has ended.
+"""Logs in the directory store (``traces/<job>.log``), and which log store a deployment uses.
 
+:func:`trace_store` picks by the blob store's kind: the directory store keeps each log as one file,
+appended to in place (this module, :class:`FileTraces`); an S3 store keeps live logs as chunks in
+the database and archives them to the bucket at the job's end (jobsvc.services.tracechunks, whose
+docstring says why). Both implement jobsvc.services.tracestore.TraceStore.
+
+The live log append (``PATCH /jobs/:id/trace``) here: streamed to disk, refused once the job has ended.
 One append is one step under the job's trace lock (``Store.trace_lock``):
 
 1. if the request had to wait for the lock, read the job again: if it ended or was erased
@@ -29,79 +35,120 @@ back to its length before the append, so it stays an exact prefix of what the ru
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
-from jobsvc.domain import errors
+from jobsvc.domain.timefmt import now_iso
 from jobsvc.services import jobstate
+from jobsvc.services.tracechunks import ChunkedTraces
+from jobsvc.services.tracestore import (
+    MAX_PATCH,
+    Appended,
+    TraceStore,
+    TraceTooLarge,
+    too_large_body,
+    within_limits,
+)
+from jobsvc.storage.blobs import BlobStore, LocalBlob
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.store import Store
+from jobsvc.storage.unit import Unit
 
-MAX_PATCH = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Appended:
-    """The outcome: whether the bytes went in, the log's length now, and the job's status."""
-
-    accepted: bool
-    size: int
-    status: str
+__all__ = ["MAX_PATCH", "Appended", "FileTraces", "trace_store"]
 
 
-class _TraceTooLarge(Exception):
-    """The log would go past the trace size limit: the job is dropped once the lock is released."""
+def trace_store(repo: Repository, store: BlobStore) -> TraceStore:
+    """The log store that goes with a blob store: files beside a directory store, database chunks with S3."""
+    if isinstance(store, Store):  # kind "directory"
+        return FileTraces(repo, store)
+    return ChunkedTraces(repo, store)
 
 
-def _too_large_body() -> errors.ApiError:
-    return errors.ApiError(413, {"message": "413 Request Entity Too Large"})
+class FileTraces:
+    """Logs as files of the directory store; see the module docstring."""
 
+    def __init__(self, repo: Repository, store: Store):
+        self.repo = repo
+        self.store = store
 
-async def append(
-    repo: Repository,
-    store: Store,
-    job_id: int,
-    start: int,
-    chunks: AsyncIterator[bytes],
-    content_length: int | None,
-    size_limit: int,
-) -> Appended:
-    """Append a PATCH body at ``start``; 403 for a job no longer running, 413 past MAX_PATCH, 507 when full."""
-    if content_length is not None and content_length > MAX_PATCH:
-        raise _too_large_body()
-    try:
-        if content_length is not None and start + content_length > size_limit:
-            raise _TraceTooLarge
-        lock = store.trace_lock(job_id)
-        waited = lock.locked()
-        async with lock:
-            return await _append_locked(repo, store, job_id, start, chunks, size_limit, waited)
-    except _TraceTooLarge:
-        await jobstate.drop_for_trace_size(repo, store, job_id)
-        raise errors.ApiError(403, {"error": "403 Forbidden"}) from None
+    async def append(
+        self, job_id: int, start: int, chunks: AsyncIterator[bytes], content_length: int | None, size_limit: int
+    ) -> Appended:
+        async def locked() -> Appended:
+            lock = self.store.trace_lock(job_id)
+            waited = lock.locked()
+            async with lock:
+                return await self._append_locked(job_id, start, chunks, size_limit, waited)
 
+        return await within_limits(self.repo, self, job_id, start, content_length, size_limit, locked)
 
-async def _append_locked(
-    repo: Repository, store: Store, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, waited: bool
-) -> Appended:
-    if waited:  # else nothing ran since the caller authenticated the job
-        await jobstate.alive_status(repo, job_id)
-    async with store.trace_appender(job_id) as log:
-        if log.start != start:
-            received = 0
+    async def _append_locked(
+        self, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, waited: bool
+    ) -> Appended:
+        repo = self.repo
+        if waited:  # else nothing ran since the caller authenticated the job
+            await jobstate.alive_status(repo, job_id)
+        async with self.store.trace_appender(job_id) as log:
+            if log.start != start:
+                received = 0
+                async for chunk in chunks:
+                    received += len(chunk)
+                    if received > MAX_PATCH:
+                        raise too_large_body()
+                if start + received > size_limit:
+                    raise TraceTooLarge
+                return Appended(False, log.start, await jobstate.alive_status(repo, job_id))
             async for chunk in chunks:
-                received += len(chunk)
-                if received > MAX_PATCH:
-                    raise _too_large_body()
-            if start + received > size_limit:
-                raise _TraceTooLarge
-            return Appended(False, log.start, await jobstate.alive_status(repo, job_id))
-        async for chunk in chunks:
-            if log.appended + len(chunk) > MAX_PATCH:
-                raise _too_large_body()
-            if log.size + len(chunk) > size_limit:
-                raise _TraceTooLarge
-            await log.write(chunk)
-        status = await jobstate.alive_status(repo, job_id)
-        size = await log.commit()
-        return Appended(True, size, status)
+                if log.appended + len(chunk) > MAX_PATCH:
+                    raise too_large_body()
+                if log.size + len(chunk) > size_limit:
+                    raise TraceTooLarge
+                await log.write(chunk)
+            status = await jobstate.alive_status(repo, job_id)
+            size = await log.commit()
+            return Appended(True, size, status)
+
+    async def archive(self, job_id: int) -> None:
+        """Measure the log under its lock, so the ``job.log`` row always matches the file."""
+        path = self.store.trace_path(job_id)
+        async with self.store.trace_lock(job_id):
+            digest_size = await asyncio.to_thread(_digest, path)
+        if digest_size is None:
+            return
+        digest, size = digest_size
+        key = self.store.trace_key(job_id)
+
+        async def work(unit: Unit) -> None:
+            project_id = await unit.jobs.project_id(job_id)
+            if project_id is not None:
+                await unit.artifacts.put_trace(job_id, project_id, size, digest, key, now_iso())
+
+        await self.repo.write(work)
+
+    def lock(self, job_id: int) -> AbstractAsyncContextManager[object]:
+        return self.store.trace_lock(job_id)
+
+    async def erase_live(self, unit: Unit, job_id: int) -> bool:
+        return self.store.trace_path(job_id).exists()  # under lock(): the file goes once the erase commits
+
+    def live_keys(self, job_id: int) -> list[str]:
+        return [self.store.trace_key(job_id)]
+
+    async def download(self, job_id: int) -> LocalBlob:
+        return LocalBlob(self.store.trace_path(job_id))
+
+
+def _digest(path: Path) -> tuple[str, int] | None:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return None
+    with handle:
+        hasher, size = hashlib.sha256(), 0
+        while chunk := handle.read(1024 * 1024):
+            hasher.update(chunk)
+            size += len(chunk)
+    return (hasher.hexdigest(), size) if size else None

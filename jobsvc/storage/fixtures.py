@@ -21,11 +21,12 @@ from jobsvc.domain import tokens
 from jobsvc.domain.policy import ROLES
 from jobsvc.domain.statuses import FINISHED, QUEUED, STARTED, composite
 from jobsvc.domain.timefmt import format_utc, format_with_offset, utcnow
+from jobsvc.storage.blobs import BlobStore, StoredFile
 from jobsvc.storage.db import Tx
 from jobsvc.storage.fixture_format import Fixture, FixtureError, inside
 from jobsvc.storage.queries.conn import Reader
+from jobsvc.storage.queries.traces import TraceChunks
 from jobsvc.storage.repo import Repository
-from jobsvc.storage.store import Store, StoredFile
 from jobsvc.storage.unit import Unit
 
 # --- loading ----------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def stage_order(stages: list[str]) -> dict[str, int]:
 class _Loader:
     """One fixture's trip into the database, inside one write transaction."""
 
-    def __init__(self, tx: Tx, store: Store, fixture: Fixture):
+    def __init__(self, tx: Tx, store: BlobStore, fixture: Fixture):
         self.tx, self.store, self.fixture = tx, store, fixture
         self.problems: list[str] = []
         self.written: list[StoredFile] = []
@@ -503,16 +504,23 @@ class _Loader:
         self.summary.jobs += 1
 
     async def _trace(self, job_id: int, project_id: int, job: Mapping[str, Any], where: str) -> None:
+        finished = job["status"] in {"success", "failed", "canceled", "skipped"}
+        path = None
         if job["trace_file"] is not None:
             path = inside(self.fixture.folder, job["trace_file"])
             assert path is not None  # checked when the fixture was read
-            stored = self.store.put_trace_file(job_id, path)  # copied in chunks: logs may be large
-        elif job["trace"] is not None:
-            stored = self.store.put_trace(job_id, job["trace"].encode("utf-8"))
-        else:
+        elif job["trace"] is None:
             return
+        if not finished and self.store.kind != "directory":  # a live log: chunks in the database
+            with open(path, "rb") if path is not None else io.BytesIO(job["trace"].encode("utf-8")) as body:
+                await TraceChunks(self.tx).append(job_id, body, format_utc(self.now))
+            return
+        if path is not None:
+            stored = await self.store.put_trace_file(job_id, path)  # copied in chunks: logs may be large
+        else:
+            stored = await self.store.put_trace(job_id, job["trace"].encode("utf-8"))
         self.written.append(stored)
-        if job["status"] in {"success", "failed", "canceled", "skipped"}:
+        if finished:
             await self.tx.execute(
                 """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
                        store_key, created_at) VALUES (?, ?, 'trace', NULL, 'job.log', ?, ?, ?, ?)""",
@@ -523,14 +531,14 @@ class _Loader:
         self, job_id: int, project_id: int, artifacts: Mapping[str, Any], expire_at: str | None, where: str
     ) -> None:
         if artifacts["files"] is not None:
-            stored = self.store.put_bytes(job_id, zip_files(artifacts["files"]), "zip")
+            stored = await self.store.put_bytes(job_id, zip_files(artifacts["files"]), "zip")
         elif artifacts["dir"] is not None:
             folder = inside(self.fixture.folder, artifacts["dir"])
             assert folder is not None
             built = self.store.temp_file()  # zipped to disk, not to memory: a folder may be large
             try:
                 zip_dir(folder, built)
-                stored = self.store.put_file(job_id, built, "zip")
+                stored = await self.store.put_file(job_id, built, "zip")
             finally:
                 built.unlink(missing_ok=True)
         else:
@@ -539,7 +547,7 @@ class _Loader:
             if not zipfile.is_zipfile(path):
                 self.problems.append(f"{where}.artifacts.archive: {artifacts['archive']!r} is not a zip archive")
                 return
-            stored = self.store.put_file(job_id, path, "zip")  # copied in chunks: archives may be large
+            stored = await self.store.put_file(job_id, path, "zip")  # copied in chunks: archives may be large
         self.written.append(stored)
         await self.tx.execute(
             """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
@@ -564,7 +572,7 @@ async def already_loaded(conn: Reader, fixture: Fixture) -> bool:
     return found is not None
 
 
-async def load_fixture(repo: Repository, store: Store, fixture: Fixture) -> LoadSummary:
+async def load_fixture(repo: Repository, store: BlobStore, fixture: Fixture) -> LoadSummary:
     """Load a validated fixture, all or nothing; a file loaded before is skipped."""
     if await already_loaded(repo.db, fixture):
         return LoadSummary(fixture.name, skipped=True)
@@ -584,18 +592,18 @@ async def load_fixture(repo: Repository, store: Store, fixture: Fixture) -> Load
     try:
         return await repo.write(work)
     except sqlite3.IntegrityError as exc:
-        _remove(store, written)
+        await _remove(store, written)
         raise FixtureError([f"(database): {exc}"], fixture.source) from None
     except FixtureError as exc:
-        _remove(store, written)
+        await _remove(store, written)
         exc.source = fixture.source
         raise
     except BaseException:
-        _remove(store, written)
+        await _remove(store, written)
         raise
 
 
-def _remove(store: Store, written: list[StoredFile]) -> None:
+async def _remove(store: BlobStore, written: list[StoredFile]) -> None:
     """Files written for a load that did not commit: their job ids were new, nothing else uses them."""
     for stored in written:
-        store.remove(stored.key)
+        await store.remove(stored.key)

@@ -314,6 +314,11 @@ class S3Store:
         task.add_done_callback(self._cleanups.discard)
         return task
 
+    def run_to_end(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        """Run ``work`` (a delete, say) to its end whatever happens to the caller; close() waits for it, and
+        its failure is logged, not raised."""
+        return self._clean_up(work)
+
     async def settled(self) -> None:
         """Wait until the cleanups started so far have finished (for tests, and for close)."""
         while self._cleanups:

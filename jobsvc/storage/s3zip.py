@@ -5,6 +5,9 @@ replaced in the middle of a lookup or a download is an ArchiveError ("changed"),
 archives. Finding an entry costs the HEAD, then (on a cache miss) a GET of the archive's tail and, unless
 the central directory was in it, a GET of the central directory; reading the entry is one more GET.
 
+Once ``version()`` has been awaited, an S3Archive is also a :class:`jobsvc.storage.blobs.RemoteArchive`
+(size, ETag, Last-Modified and ``read_range``): what the S3 blob store hands out for every download.
+
 A missing object raises FileNotFoundError, as a missing local file does. Any other failure to get the
 bytes (the store unreachable, a connection cut mid-body, a timeout) is an OSError, so that callers treat
 it like a local read error: a 5xx before the response starts, a cut connection after.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 
-from jobsvc.storage.s3 import ObjectChanged, ObjectInfo, S3Store
+from jobsvc.storage.s3 import READ_CHUNK, ObjectChanged, ObjectInfo, S3Store
 from jobsvc.storage.zipindex import CHUNK, ArchiveError, ObjectKey
 
 
@@ -33,24 +36,50 @@ class S3Archive:
 
     async def version(self) -> tuple[ObjectKey, int]:
         if self._info is None:
-            with _as_read_error(self.key):
+            with as_read_error(self.key):
                 self._info = await self.store.head(self.key)
         return ObjectKey(self.store.url_of(self.key), self._info.size, self._info.etag), self._info.size
+
+    @property
+    def info(self) -> ObjectInfo:
+        if self._info is None:
+            raise RuntimeError("version() was not awaited")
+        return self._info
+
+    @property
+    def size(self) -> int:
+        return self.info.size
+
+    @property
+    def etag(self) -> str:
+        return self.info.etag
+
+    @property
+    def last_modified(self) -> float:
+        return self.info.last_modified.timestamp()
 
     async def read(self, start: int, length: int) -> bytes:
         return b"".join([piece async for piece in self.stream(start, length)])
 
-    async def stream(self, start: int, length: int) -> AsyncGenerator[bytes, None]:
+    def stream(self, start: int, length: int) -> AsyncGenerator[bytes, None]:
+        return self._pieces(start, start + length, CHUNK)
+
+    def read_range(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """The bytes ``[start, end)`` of this version, from one ranged GET (If-Match: its ETag)."""
+        return self._pieces(start, end, READ_CHUNK)
+
+    async def _pieces(self, start: int, end: int, chunk_size: int) -> AsyncGenerator[bytes, None]:
         etag = self._info.etag if self._info is not None else None
-        pieces = self.store.read_range(self.key, start, start + length, if_match=etag, chunk_size=CHUNK)
+        pieces = self.store.read_range(self.key, start, end, if_match=etag, chunk_size=chunk_size)
         async with contextlib.aclosing(pieces):  # type: ignore[type-var]
-            with _as_read_error(self.key):
+            with as_read_error(self.key):
                 async for piece in pieces:
                     yield piece
 
 
 @contextlib.contextmanager
-def _as_read_error(key: str):
+def as_read_error(key: str):
+    """Failures to read ``key`` as the local store's would be: FileNotFoundError, ArchiveError, else OSError."""
     try:
         yield
     except ObjectChanged:

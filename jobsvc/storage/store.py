@@ -11,6 +11,11 @@ file appears in one step: write to ``tmp/``, fsync, ``os.replace`` into place,
 fsync the directory; only then does the caller commit the database row that
 points at it (by its *key*, the path relative to the root).
 
+This is the directory implementation of :class:`jobsvc.storage.blobs.BlobStore` (the async methods);
+the blocking ones under them are this module's own. Its downloads are :class:`LocalBlob` paths, which
+:mod:`jobsvc.http.ranges` sends with sendfile or pread. Its live logs are the ``traces/`` files, appended
+to in place (:meth:`Store.trace_appender`); see jobsvc.services.traces.
+
 Free-space reserve: with ``min_free`` set, an upload or log append that would
 leave less than that on the store's filesystem is refused (``StoreFull``)
 before it writes anything, and an upload is counted against the room measured
@@ -32,10 +37,12 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiofiles
 
+from jobsvc.storage.blobs import BlobInfo, LocalBlob, Staged, StoredFile, StoreError, StoreFull, TooLarge
 from jobsvc.storage.db import free_bytes
 
 log = logging.getLogger(__name__)
@@ -44,19 +51,9 @@ _KEY = re.compile(r"\A(?:artifacts/[0-9]+/[0-9a-f]{64}\.[a-z0-9]+(?:\.[a-z0-9]+)
 _EXTENSIONS = {"zip": "zip", "gzip": "gz", "raw": "raw"}
 
 
-class StoreError(Exception):
-    """A key that the store did not make, or a file that should be there and is not."""
-
-
-class StoreFull(Exception):
-    """The disk is full (ENOSPC) or the file size limit was hit (EFBIG); nothing was half-written."""
-
+__all__ = ["CHUNK", "Incoming", "Store", "StoredFile", "StoreError", "StoreFull", "TooLarge", "TraceAppend"]
 
 _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-
-
-class TooLarge(Exception):
-    """An upload went past its size limit while streaming."""
 
 
 @dataclass(frozen=True)
@@ -71,13 +68,6 @@ class Incoming:
         self.path.unlink(missing_ok=True)
 
 
-@dataclass(frozen=True)
-class StoredFile:
-    key: str
-    size: int
-    sha256: str
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -87,6 +77,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Store:
+    kind = "directory"
+    # An installed file gets its row within moments (its mtime is when its last byte was written); on start
+    # no upload is in flight, so every file without a row goes (one process owns the data directory).
+    orphan_grace = timedelta(hours=1)
+    orphan_grace_at_start = timedelta(0)
+
     def __init__(self, root: Path, min_free: int = 0):
         self.root = root
         self.tmp = root / "tmp"
@@ -130,25 +126,25 @@ class Store:
         os.replace(temp, target)
         _fsync_dir(target.parent)
 
-    def put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
+    def _put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
         """Store an artifact file from bytes in memory (blocking; for small fixture archives)."""
         digest = hashlib.sha256(data).hexdigest()
         key = self.artifact_key(job_id, digest, file_format)
         self._write_whole(key, data)
         return StoredFile(key, len(data), digest)
 
-    def put_trace(self, job_id: int, data: bytes) -> StoredFile:
+    def _put_trace(self, job_id: int, data: bytes) -> StoredFile:
         """Replace a job's whole log (blocking)."""
         key = self.trace_key(job_id)
         self._write_whole(key, data)
         return StoredFile(key, len(data), hashlib.sha256(data).hexdigest())
 
-    def put_file(self, job_id: int, source: Path, file_format: str | None) -> StoredFile:
+    def _put_file(self, job_id: int, source: Path, file_format: str | None) -> StoredFile:
         """Store a copy of an existing file as an artifact, read in chunks (blocking)."""
         temp, size, digest = self._copy(source)
-        return self.install(Incoming(temp, size, digest), job_id, file_format)
+        return self._install_upload(Incoming(temp, size, digest), job_id, file_format)
 
-    def put_trace_file(self, job_id: int, source: Path) -> StoredFile:
+    def _put_trace_file(self, job_id: int, source: Path) -> StoredFile:
         """Replace a job's log with a copy of a file, read in chunks (blocking)."""
         temp, size, digest = self._copy(source)
         key = self.trace_key(job_id)
@@ -189,7 +185,7 @@ class Store:
         finally:
             temp.unlink(missing_ok=True)
 
-    async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> Incoming:
+    async def receive(self, chunks: AsyncIterator[bytes], limit: int, *, job_id: int = 0) -> Incoming:
         """Stream an upload into ``tmp/``, counting and hashing; over ``limit`` bytes raises TooLarge.
 
         Nothing is left behind when this raises (too large, disk full, client gone).
@@ -221,7 +217,7 @@ class Store:
             raise
         return Incoming(temp, size, hasher.hexdigest())
 
-    def install(self, incoming: Incoming, job_id: int, file_format: str | None) -> StoredFile:
+    def _install_upload(self, incoming: Incoming, job_id: int, file_format: str | None) -> StoredFile:
         """Move a received upload to its final, content-addressed name (blocking)."""
         key = self.artifact_key(job_id, incoming.sha256, file_format)
         try:
@@ -230,11 +226,59 @@ class Store:
             incoming.path.unlink(missing_ok=True)
         return StoredFile(key, incoming.size, incoming.sha256)
 
-    def remove(self, key: str) -> None:
+    # --- the BlobStore interface ---------------------------------------------------------
+
+    async def start(self) -> None:
+        self.prepare()
+
+    async def close(self) -> None:
+        pass
+
+    async def install(self, staged: Staged, job_id: int, file_format: str | None) -> StoredFile:
+        return await asyncio.to_thread(self._install_upload, _own(staged), job_id, file_format)
+
+    async def discard(self, staged: Staged) -> None:
+        _own(staged).discard()
+
+    async def put_bytes(self, job_id: int, data: bytes, file_format: str | None) -> StoredFile:
+        return await asyncio.to_thread(self._put_bytes, job_id, data, file_format)
+
+    async def put_file(self, job_id: int, source: Path, file_format: str | None) -> StoredFile:
+        return await asyncio.to_thread(self._put_file, job_id, source, file_format)
+
+    async def put_trace(self, job_id: int, data: bytes) -> StoredFile:
+        return await asyncio.to_thread(self._put_trace, job_id, data)
+
+    async def put_trace_file(self, job_id: int, source: Path) -> StoredFile:
+        return await asyncio.to_thread(self._put_trace_file, job_id, source)
+
+    async def remove(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
-    def list_artifact_files(self) -> list[Path]:
+    async def list_artifacts(self) -> AsyncIterator[BlobInfo]:
+        """The artifact files (``artifacts/<job>/<name>``) the store made; others are not its own and stay."""
+        for path in await asyncio.to_thread(self._artifact_files):
+            key = path.relative_to(self.root).as_posix()
+            if not _KEY.match(key):
+                log.warning("not a file the store made, left alone: %s", path)
+                continue
+            try:
+                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except FileNotFoundError:
+                continue
+            yield BlobInfo(key, modified)
+
+    def _artifact_files(self) -> list[Path]:
         return [path for path in (self.root / "artifacts").glob("*/*") if path.is_file()]
+
+    async def download(self, key: str) -> LocalBlob:
+        return LocalBlob(self.path(key))
+
+    async def redirect_url(self, key: str, *, content_type: str, content_disposition: str) -> str | None:
+        return None
+
+    async def sweep_stale_uploads(self) -> None:
+        """Nothing to do while running: ``tmp/`` holds only uploads in flight (prepare() clears it on start)."""
 
     # --- logs --------------------------------------------------------------------------
 
@@ -267,6 +311,12 @@ class Store:
             yield appender
         finally:
             await appender.close()
+
+
+def _own(staged: Staged) -> Incoming:
+    if not isinstance(staged, Incoming):
+        raise StoreError(f"not an upload this store received: {staged!r}")
+    return staged
 
 
 CHUNK = 256 * 1024

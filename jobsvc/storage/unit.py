@@ -15,6 +15,7 @@ from jobsvc.storage.queries.instance import Instance
 from jobsvc.storage.queries.jobs import Jobs
 from jobsvc.storage.queries.pipelines import Pipelines
 from jobsvc.storage.queries.runners import Runners
+from jobsvc.storage.queries.traces import TraceChunks
 
 
 class Statements:
@@ -26,6 +27,7 @@ class Statements:
         self.artifacts = Artifacts(conn)
         self.runners = Runners(conn)
         self.instance = Instance(conn)
+        self.traces = TraceChunks(conn)
 
 
 class Unit(Statements):

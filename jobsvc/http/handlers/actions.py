@@ -19,7 +19,7 @@ from jobsvc.http.handlers.base import (
     protected_ref,
     repo,
 )
-from jobsvc.http.keys import REPO, STORE
+from jobsvc.http.keys import REPO, STORE, TRACES
 from jobsvc.services import actions
 from jobsvc.storage.rows import Row
 
@@ -72,7 +72,8 @@ async def erase(request: web.Request) -> web.Response:
     protected = await protected_ref(request, project, job["p_ref"])
     if not policy.can_erase_job(access, protected, own_job=job["user_id"] == principal.user_id):
         raise errors.forbidden()
-    await _refused(actions.erase(request.app[REPO], request.app[STORE], job["id"], principal.user_id))
+    app = request.app
+    await _refused(actions.erase(app[REPO], app[STORE], app[TRACES], job["id"], principal.user_id))
     return await _present(request, project["id"], job["id"], 201)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from jobsvc.domain import errors, policy
 from jobsvc.domain.timefmt import format_utc, utcnow
@@ -19,9 +19,10 @@ from jobsvc.http.handlers.base import (
     protected_ref,
     repo,
 )
-from jobsvc.http.keys import REPO, STORE
+from jobsvc.http.keys import REPO, STORE, TRACES
 from jobsvc.services import artifacts
 from jobsvc.storage import zipindex
+from jobsvc.storage.blobs import LocalBlob
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +73,27 @@ def _readable(access: policy.Access) -> None:
         raise errors.forbidden()
 
 
-async def send_archive(request: web.Request, job_id: int) -> web.StreamResponse:
-    """The archive of a job as GitLab sends it: octet-stream, binary, an attachment; Range-aware."""
+async def send_archive(request: web.Request, job_id: int, *, direct_download: bool = True) -> web.StreamResponse:
+    """The archive of a job as GitLab sends it: octet-stream, binary, an attachment; Range-aware.
+
+    A store that hands out presigned URLs (``presign=1``) answers a plain GET (no Range: If-Range stays ours to
+    decide) with a redirect to one instead, where ``direct_download`` allows it, as ``present_carrierwave_file!``
+    does for object storage with proxy_download off; the object must exist first (``file.exists?``)."""
     archive = await repo(request).archive(job_id)
     if archive is None:
         raise errors.not_found()
-    headers = {
-        **ARCHIVE_HEADERS,
-        "Content-Disposition": zipstream.content_disposition(archive["filename"], rfc5987=True),
-    }
+    disposition = zipstream.content_disposition(archive["filename"], rfc5987=True)
+    store = request.app[STORE]
     try:
-        return await ranges.send_file(
-            request, request.app[STORE].path(archive["store_key"]),
-            content_type="application/octet-stream", headers=headers,
-        )  # fmt: skip
+        blob = await store.download(archive["store_key"])
+        if direct_download and request.method == hdrs.METH_GET and hdrs.RANGE not in request.headers:
+            url = await store.redirect_url(
+                archive["store_key"], content_type="application/octet-stream", content_disposition=disposition
+            )
+            if url is not None:
+                return web.Response(status=302, headers={hdrs.LOCATION: url})
+        headers = {**ARCHIVE_HEADERS, "Content-Disposition": disposition}
+        return await ranges.send_blob(request, blob, content_type="application/octet-stream", headers=headers)
     except FileNotFoundError:
         log.error("job %s: artifact file %s is missing", job_id, archive["store_key"])
         raise errors.not_found() from None
@@ -134,11 +142,16 @@ async def _send_entry(request: web.Request, job_id: int, *, check_available: boo
         name = zipstream.request_entry_path(request, "artifact_path")
     except zipstream.InvalidEntryPath:
         raise errors.bad_request() from None
-    path = request.app[STORE].path(archive["store_key"])
     try:
-        entry = await zipindex.find_entry(path, name)
-        if entry is not None:
-            return await zipstream.stream_entry(request, path, entry)
+        blob = await request.app[STORE].download(archive["store_key"])
+        if isinstance(blob, LocalBlob):
+            entry = await zipindex.find_entry(blob.path, name)
+            if entry is not None:
+                return await zipstream.stream_entry(request, blob.path, entry)
+        else:
+            entry = await zipindex.find_entry_in(blob, name)
+            if entry is not None:
+                return await zipstream.stream_remote_entry(request, blob, entry)
     except FileNotFoundError:
         log.error("job %s: artifact file %s is missing", job_id, archive["store_key"])
         raise errors.not_found() from None
@@ -176,12 +189,14 @@ async def trace(request: web.Request) -> web.StreamResponse:
         raise errors.forbidden()
     headers = {"Content-Disposition": f'infile; filename="{job["id"]}.log"'}
     try:
-        return await ranges.send_file(
-            request, request.app[STORE].trace_path(job["id"]), content_type="text/plain", headers=headers,
-            allow_ranges="Range" in request.headers,
-        )  # fmt: skip
+        blob = await request.app[TRACES].download(job["id"])
+        if blob is not None:
+            return await ranges.send_blob(
+                request, blob, content_type="text/plain", headers=headers, allow_ranges="Range" in request.headers
+            )
     except FileNotFoundError:
-        return web.Response(status=200, body=b"", content_type="text/plain", headers=headers)
+        pass
+    return web.Response(status=200, body=b"", content_type="text/plain", headers=headers)
 
 
 def _debug_trace(job) -> bool:

@@ -13,7 +13,7 @@ from jobsvc.http import body
 from jobsvc.http.auth import job_token_principal
 from jobsvc.http.handlers.artifacts import send_archive
 from jobsvc.http.handlers.base import find_project_by_id, int_param, json_response
-from jobsvc.http.keys import CONFIG, REPO, STORE
+from jobsvc.http.keys import CONFIG, REPO, STORE, TRACES
 from jobsvc.http.params import load
 from jobsvc.http.runner_params import (
     RUNNER_STATES,
@@ -26,7 +26,7 @@ from jobsvc.http.runner_params import (
     UploadArtifactsParams,
 )
 from jobsvc.http.urls import base_url
-from jobsvc.services import artifacts, jobstate, payload, runners, traces
+from jobsvc.services import artifacts, jobstate, payload, runners
 from jobsvc.storage.rows import Row
 from jobsvc.storage.store import (  # a StoreFull is the error middleware's 507
     CHUNK,
@@ -94,12 +94,12 @@ def _job_token(request: web.Request, params: dict) -> str | None:
 async def update_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     params = load(UpdateJobParams(), await body.params(request))
-    repo, store = request.app[REPO], request.app[STORE]
+    repo = request.app[REPO]
     job = await jobstate.authenticate_job(repo, job_id, _job_token(request, params))
     state = params.get("state")
     if state not in RUNNER_STATES:
         raise errors.ParamError(["state does not have a valid value"] if state else ["state is missing"])
-    status = await jobstate.runner_update(repo, store, job, state, params.get("failure_reason"))
+    status = await jobstate.runner_update(repo, request.app[TRACES], job, state, params.get("failure_reason"))
     return _text(200, {"Job-Status": status})
 
 
@@ -111,7 +111,7 @@ def _job_id(request: web.Request) -> int | None:
 async def patch_trace(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
     params = load(JobTokenParams(), body.query(request.url.query.items()))
-    repo, store, config = request.app[REPO], request.app[STORE], request.app[CONFIG]
+    repo, config = request.app[REPO], request.app[CONFIG]
     job = await jobstate.authenticate_job(repo, job_id, _job_token(request, params))
     if request.headers.get("Content-Encoding", "identity").lower() != "identity":
         raise errors.ApiError(415, {"message": "415 Unsupported Media Type"})
@@ -124,7 +124,7 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     start = numbers.parse_int(match.group(1), clamp=True)  # past 64 bits: past the size limit too
     chunks = request.content.iter_chunked(CHUNK)
     limit = config.trace_size_limit * 1024 * 1024
-    result = await traces.append(repo, store, job["id"], start, chunks, request.content_length, limit)
+    result = await request.app[TRACES].append(job["id"], start, chunks, request.content_length, limit)
     headers = {"Range": f"0-{result.size}", "Job-Status": result.status}
     if not result.accepted:
         return json_response({"error": "416 Range Not Satisfiable"}, status=416, headers=headers)
@@ -190,7 +190,7 @@ async def upload_artifacts(request: web.Request) -> web.Response:
                 if job is None:  # the token must come before the file: authenticate before reading it
                     job = await jobstate.authenticate_job(repo, job_id, fields.get("token"))
                 filename = part.filename
-                incoming = await store.receive(_chunks(part), limit)
+                incoming = await store.receive(_chunks(part), limit, job_id=job["id"])
             elif part.name == "metadata":
                 async for _ in _chunks(part):
                     pass
@@ -208,7 +208,7 @@ async def upload_artifacts(request: web.Request) -> web.Response:
         raise errors.bad_request(str(exc)) from None
     finally:
         if incoming is not None:
-            incoming.discard()
+            await store.discard(incoming)
     return _text(201)
 
 
@@ -245,7 +245,8 @@ async def download_dependency(request: web.Request) -> web.StreamResponse:
     403 for a job of another project or one this job does not depend on, 404 without an archive.
     """
     job_id = _job_id(request)
-    token = _job_token(request, load(DownloadArtifactsParams(), body.query(request.url.query.items())))
+    params = load(DownloadArtifactsParams(), body.query(request.url.query.items()))
+    token = _job_token(request, params)
     repo = request.app[REPO]
     requester = await jobstate.running_job_by_token(repo, token)
     if requester is None:
@@ -262,4 +263,4 @@ async def download_dependency(request: web.Request) -> web.StreamResponse:
     project, access = await find_project_by_id(request, principal, target["project_id"])
     if not access.read_build():
         raise errors.forbidden()
-    return await send_archive(request, target["id"])
+    return await send_archive(request, target["id"], direct_download=params["direct_download"])

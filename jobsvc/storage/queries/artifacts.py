@@ -35,9 +35,17 @@ class Artifacts(Group):
         await self.c.execute(
             """INSERT INTO job_artifacts (job_id, project_id, file_type, file_format, filename, size, sha256,
                    store_key, created_at) VALUES (?, ?, 'trace', NULL, 'job.log', ?, ?, ?, ?)
-               ON CONFLICT (job_id, file_type) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256""",
+               ON CONFLICT (job_id, file_type) DO UPDATE
+                   SET size = excluded.size, sha256 = excluded.sha256, store_key = excluded.store_key""",
             (job_id, project_id, size, sha256, key, now),
         )
+
+    async def trace_key(self, job_id: int) -> str | None:
+        """The store key of a job's ``trace`` artifact (its archived log), if it has one."""
+        row = await self.c.fetchone(
+            "SELECT store_key FROM job_artifacts WHERE job_id = ? AND file_type = 'trace'", (job_id,)
+        )
+        return row["store_key"] if row else None
 
     async def key_known(self, key: str) -> bool:
         return await self.c.fetchone("SELECT 1 AS known FROM job_artifacts WHERE store_key = ?", (key,)) is not None
