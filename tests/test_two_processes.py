@@ -45,19 +45,30 @@ FIXTURE = {
 ADMIN = {"PRIVATE-TOKEN": ROOT}
 
 
-@pytest.fixture
-def servers(tmp_path, postgres_server):
-    """Two processes on one fresh database and one data directory, started together."""
+@pytest.fixture(params=["s3", "directory"])
+def servers(request, tmp_path, postgres_server):
+    """Two processes on one fresh database and one store, started together: a bucket, each process with a
+    data directory of its own (the deployment the README shows), or one data directory both use."""
     fixture = tmp_path / "fixture.yaml"
     fixture.write_text(yaml.safe_dump(FIXTURE, sort_keys=False))
     dsn = postgres_server.new_database()
     env = {"JOBSVC_DATABASE_URL": dsn, "JOBSVC_REGISTRATION_TOKEN": REGISTRATION, "JOBSVC_SWEEP_INTERVAL": "1"}
-    args = ["--data-dir", str(tmp_path / "var"), "--fixtures", str(fixture)]
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        env |= {
+            "JOBSVC_STORE_URL": f"s3://{s3.new_bucket()}/jobsvc?endpoint_url={s3.endpoint_url}",
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        }
+    data_dirs = [tmp_path / "a", tmp_path / "b"] if request.param == "s3" else [tmp_path / "var"] * 2
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        started = [pool.submit(RunningServer, args, env) for _ in range(2)]
+        started = [
+            pool.submit(RunningServer, ["--data-dir", str(data_dir), "--fixtures", str(fixture)], env)
+            for data_dir in data_dirs
+        ]
         running = [future.result() for future in started]  # a failed start raises here
     try:
-        assert not (tmp_path / "var" / "jobsvc.sqlite3").exists()  # the database is PostgreSQL's, not a file
+        assert not list(tmp_path.glob("*/jobsvc.sqlite3"))  # the database is PostgreSQL's, not a file
         yield [server.url for server in running], dsn
     finally:
         for server in running:
