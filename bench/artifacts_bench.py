@@ -51,19 +51,14 @@ import time
 from pathlib import Path
 
 import gen_artifacts
-from list_bench import start_server, stop_server
+from common import WRK_REPORT, pinned, run_wrk, stop_process
+from list_bench import start_server
 
 TAIL = 65536
 RSS_LIMIT_MB = 150
 PROJECT = 1
 BIG_JOB, SMALL_JOB = 1, 2
 DEFLATED_MEMBER, STORED_MEMBER = "logs/big.log", "logs/stored.log"
-WRK_REPORT = """done = function(s, lat, req)
-  local e = s.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d\\n", s.requests, s.duration, lat:percentile(50),
-    lat:percentile(99), e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
 NGINX_CONF = """\
 master_process off;
 daemon off;
@@ -89,10 +84,6 @@ http {{
     }}
 }}
 """
-
-
-def pinned(cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
 
 
 # --- data and processes ----------------------------------------------------------------------------
@@ -158,10 +149,6 @@ def start_nginx(root: Path, run: Path, cpu: int) -> tuple[subprocess.Popen, int]
                 time.sleep(0.05)
         stop_process(proc)
     raise SystemExit(f"nginx did not start: {(run / 'error.log').read_text() if (run / 'error.log').exists() else ''}")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    stop_server(proc)  # SIGTERM, 10 s, SIGKILL
 
 
 class RssSampler(threading.Thread):
@@ -283,16 +270,6 @@ def latency(port: int, path: str, headers: dict[str, str], n: int, tail: bool) -
         return statistics.median(samples), samples[min(n - 1, int(n * 0.99))]
     finally:
         conn.close()
-
-
-def run_wrk(url: str, headers: dict[str, str], conns: int, secs: float, lua: Path, cpu: int) -> dict:
-    cmd = [*pinned(cpu), "wrk", "-t1", f"-c{conns}", f"-d{secs:g}s", "--timeout", "5s", "-s", str(lua)]
-    for key, value in headers.items():
-        cmd += ["-H", f"{key}: {value}"]
-    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True, timeout=secs + 30).stdout
-    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    requests, duration, p50, p99, errors, non2xx = map(int, line.split()[1:])
-    return {"rps": requests / (duration / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "bad": errors + non2xx}
 
 
 # --- the run ---------------------------------------------------------------------------------------

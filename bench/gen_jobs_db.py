@@ -31,6 +31,9 @@ MEMBER_USER_ID = 2
 N_USERS = 101  # root (admin) + 100 users, user k a member of the projects with id % 100 == k - 2
 N_RUNNERS = 10
 START = 1_640_995_200  # 2022-01-01T00:00:00Z; pipelines are ~20 minutes apart from here
+# Archives expire 100 years after their job: a running server's sweeper (every 60 s) deletes expired artifacts,
+# and it would change the data under a benchmark. (Before, they expired after 30 days, in 2022.)
+ARTIFACTS_EXPIRE_AFTER = 100 * 365 * 86_400
 STAGES = (
     ("build", "compile"),
     ("test", "rspec 1/3"),
@@ -106,8 +109,12 @@ def fill_static(con: sqlite3.Connection, n_projects: int) -> None:
     )
 
 
-def fill_history(con: sqlite3.Connection, n_jobs: int, n_projects: int, big_share: float, seed: int) -> dict:
-    """Pipelines in time order with ~25 jobs each; returns per-project job counts and a sample pipeline."""
+def fill_history(
+    con: sqlite3.Connection, n_jobs: int, n_projects: int, big_share: float, seed: int, active_jobs: int | None = None
+) -> dict:
+    """Pipelines in time order with ~25 jobs each; returns per-project job counts and a sample pipeline.
+
+    The newest ``active_jobs`` jobs (default: max(500, n_jobs / 500)) are still running, pending or created."""
     rng = random.Random(seed)
     others = [1 / (rank**0.5) for rank in range(1, n_projects)]  # a mild skew among projects 2..n
     scale = (1 - big_share) / sum(others) if others else 0
@@ -118,7 +125,7 @@ def fill_history(con: sqlite3.Connection, n_jobs: int, n_projects: int, big_shar
     pipelines, commits, jobs, artifacts = [], [], [], []
     job_id = pipeline_id = 0
     sample_pipeline = None
-    active_from = n_jobs - max(500, n_jobs // 500)  # the newest pipelines are still running
+    active_from = n_jobs - (max(500, n_jobs // 500) if active_jobs is None else active_jobs)
 
     def flush() -> None:
         con.executemany(
@@ -171,7 +178,7 @@ def fill_history(con: sqlite3.Connection, n_jobs: int, n_projects: int, big_shar
             started = queued + rng.random() * 30 if status not in ("created", "pending", "skipped", "manual") else None
             finished = started + 30 + rng.random() * 200 if started and status != "running" else None
             finished_at = max(finished_at, finished or 0)
-            expire = utc(created + 30 * 86_400) if stage == "build" and status == "success" else None
+            expire = utc(created + ARTIFACTS_EXPIRE_AFTER) if stage == "build" and status == "success" else None
             jobs.append(
                 (
                     job_id,

@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -31,14 +30,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jobsvc.http.pagination import decode_cursor, encode_cursor
+from common import WRK_REPORT, get, run_wrk, single, start_jobsvc, stop_process
 
-WRK_REPORT = """done = function(s, lat, req)
-  local e = s.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d\\n", s.requests, s.duration, lat:percentile(50),
-    lat:percentile(99), e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
+from jobsvc.http.pagination import decode_cursor, encode_cursor
 
 
 def variants(con: sqlite3.Connection, info: dict) -> dict[str, str]:
@@ -78,50 +72,9 @@ def variants(con: sqlite3.Connection, info: dict) -> dict[str, str]:
 
 
 def start_server(data_dir: Path, cpu: int | None, log: Path) -> tuple[subprocess.Popen, int]:
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
-    cmd = [
-        *pin,
-        sys.executable,
-        "-m",
-        "jobsvc",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--jobs-rate-limit",
-        "0",
-        "--log-level",
-        "warning",
-    ]
-    out = log.open("w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        for line in log.read_text().splitlines():
-            if " listening on http://127.0.0.1:" in line:
-                return proc, int(line.split("127.0.0.1:")[1].split()[0])
-        time.sleep(0.1)
-    stop_server(proc)
-    raise SystemExit(f"server did not start; its output:\n{log.read_text()}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def get(conn: http.client.HTTPConnection, path: str, headers: dict) -> tuple[int, bytes, http.client.HTTPResponse]:
-    conn.request("GET", path, headers=headers)
-    response = conn.getresponse()
-    return response.status, response.read(), response
+    """``jobsvc serve`` on the data directory, rate limit off; it and its port."""
+    args = ["--data-dir", str(data_dir), "--jobs-rate-limit", "0", "--log-level", "warning"]
+    return start_jobsvc(args, log, cpu)
 
 
 def check(conn: http.client.HTTPConnection, name: str, path: str, headers: dict) -> None:
@@ -134,47 +87,6 @@ def check(conn: http.client.HTTPConnection, name: str, path: str, headers: dict)
         cursor = parse_qs(urlsplit(link.strip("<").split(">")[0]).query).get("cursor", [""])[0]
         if decode_cursor(cursor) != data[-1]["id"]:
             raise SystemExit(f"keyset Link does not continue after id {data[-1]['id']}: {link}")
-
-
-def single(conn: http.client.HTTPConnection, path: str, headers: dict, n: int) -> tuple[float, float]:
-    """p50 and p99 ms of n sequential requests on one keep-alive connection (after 5 unmeasured)."""
-    for _ in range(5):
-        get(conn, path, headers)
-    samples = []
-    for _ in range(n):
-        began = time.perf_counter()
-        get(conn, path, headers)
-        samples.append((time.perf_counter() - began) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(n - 1, int(n * 0.99))]
-
-
-def run_wrk(url: str, token: str, args: argparse.Namespace, lua: Path, secs: float) -> dict:
-    pin = ["taskset", "-c", str(args.client_cpu)] if shutil.which("taskset") else []
-    cmd = [
-        *pin,
-        "wrk",
-        "-t1",
-        f"-c{args.conns}",
-        f"-d{secs:g}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(lua),
-        "-H",
-        f"PRIVATE-TOKEN: {token}",
-        url,
-    ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=secs + 30).stdout
-    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    requests, duration, p50, p99, errors, non2xx = map(int, line.split()[1:])
-    return {
-        "rps": requests / (duration / 1e6),
-        "p50": p50 / 1000,
-        "p99": p99 / 1000,
-        "errors": errors,
-        "non2xx": non2xx,
-    }
 
 
 async def aiohttp_load(url: str, token: str, conns: int, secs: float) -> dict:
@@ -250,7 +162,7 @@ def main() -> int:
 
             def measure(path: str, secs: float) -> dict:
                 if use_wrk:
-                    return run_wrk(base + path, token, args, lua, secs)
+                    return run_wrk(base + path, headers, args.conns, secs, lua, args.client_cpu)
                 return asyncio.run(aiohttp_load(base + path, token, args.conns, secs))
 
             for path in urls.values():  # warm-up, unmeasured
@@ -273,7 +185,7 @@ def main() -> int:
                     )
             conn.close()
         finally:
-            stop_server(proc)
+            stop_process(proc)
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

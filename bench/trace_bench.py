@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import yaml
+from common import start_jobsvc, stop_process
 
 JOBS = 32
 CHUNK = 16 * 1024
@@ -59,31 +60,9 @@ def fixture() -> dict:
 
 
 def start_server(data_dir: Path, fixture_path: Path, mode: str, cpu: int | None) -> tuple[subprocess.Popen, int]:
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     entry = ["-m", "jobsvc"] if mode == "sync" else [str(Path(__file__).resolve()), "--serve-variant", mode]
-    cmd = [*pin, sys.executable, *entry, "serve", "--data-dir", str(data_dir), "--fixtures", str(fixture_path)]
-    cmd += ["--host", "127.0.0.1", "--port", "0", "--log-level", "warning"]
-    log = data_dir.parent / f"{data_dir.name}.out"
-    out = log.open("w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        for line in log.read_text().splitlines():
-            if " listening on http://127.0.0.1:" in line:
-                return proc, int(line.split("127.0.0.1:")[1].split()[0])
-        time.sleep(0.1)
-    stop_server(proc)
-    raise SystemExit(f"server did not start; its output:\n{log.read_text()}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    args = ["--data-dir", str(data_dir), "--fixtures", str(fixture_path), "--log-level", "warning"]
+    return start_jobsvc(args, data_dir.parent / f"{data_dir.name}.out", cpu, entry=entry)
 
 
 async def load(port: int, secs: float) -> dict:
@@ -161,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
             try:
                 result[mode] = asyncio.run(load(port, args.secs))
             finally:
-                stop_server(proc)
+                stop_process(proc)
             check_logs(data_dir, result[mode]["appends"])
             shutil.rmtree(data_dir, ignore_errors=True)
             print(f"round {number + 1} {mode:6}: {_fmt(result[mode])}", flush=True)
