@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser("load", help="load a fixture file into the data directory, all or nothing")
     load.add_argument("file", metavar="FILE")
     _add_setting(load, "data_dir")
+    _add_setting(load, "database_url")
     _add_setting(load, "store_url")
 
     token = commands.add_parser("token", help="manage personal access tokens")
@@ -256,15 +257,15 @@ def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     return 0
 
 
-async def _load(data_dir: Path, store_url: str, fixture: fixture_format.Fixture) -> str:
+async def _load(data_dir: Path, database_url: str, store_url: str, fixture: fixture_format.Fixture) -> str:
+    from jobsvc.storage.backends import database_for
     from jobsvc.storage.blobs import open_blob_store
-    from jobsvc.storage.db import Database
     from jobsvc.storage.repo import Repository
 
     store = open_blob_store(data_dir, store_url=store_url)
     await store.start()
     try:
-        db = Database(data_dir / "jobsvc.sqlite3")
+        db = database_for(database_url, data_dir)
         await db.open()
         try:
             return str(await fixtures.load_fixture(Repository(db), store, fixture))
@@ -274,12 +275,12 @@ async def _load(data_dir: Path, store_url: str, fixture: fixture_format.Fixture)
         await store.close()
 
 
-def load(data_dir: Path, path: str, store_url: str = "") -> int:
+def load(data_dir: Path, path: str, store_url: str = "", database_url: str = "") -> int:
     fixture = fixture_format.read_fixture(path)
     _check_store(store_url)
     folder = DataDir(data_dir)
     try:
-        print(asyncio.run(_load(data_dir, store_url, fixture)))
+        print(asyncio.run(_load(data_dir, database_url, store_url, fixture)))
     except BaseException:
         folder.undo()
         raise
@@ -379,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(values, data_dir_given)
         if args.command == "load":
-            return load(Path(values["data_dir"]), args.file, values["store_url"])
+            return load(Path(values["data_dir"]), args.file, values["store_url"], values["database_url"])
         if args.command == "token":
             return create_token(
                 Path(values["data_dir"]), values["database_url"], args.username, args.scope, args.name, args.expires_at

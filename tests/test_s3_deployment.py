@@ -130,6 +130,25 @@ async def test_the_fixture_loads_into_the_bucket_and_the_database(s3_client, s3_
     )
 
 
+async def test_jobsvc_load_fills_a_postgres_database_and_a_bucket(
+    aiohttp_client, tmp_path, world_file, postgres_server, s3_server, s3_bucket, s3_env
+):
+    from jobsvc import cli
+
+    dsn, url = postgres_server.new_database(), store_url(s3_server, s3_bucket)
+    command = ["load", str(world_file), "--data-dir", str(tmp_path / "cli"), "--database-url", dsn, "--store-url", url]
+    assert await asyncio.to_thread(cli.main, command) == 0
+    assert objects(s3_server, s3_bucket)
+    # a process that shares neither the data directory nor anything else serves what was loaded
+    client = await aiohttp_client(create_app(Config(data_dir=tmp_path / "other", database_url=dsn, store_url=url)))
+    resp = await client.get("/api/v4/projects/1/jobs/8/artifacts", headers=auth("root"))
+    assert resp.status == 200
+    assert zipfile.ZipFile(io.BytesIO(await resp.read())).read("out/hello.txt") == b"hello\n"
+    resp = await client.get("/api/v4/projects/1/jobs/8/trace", headers=auth("root"))
+    assert await resp.read() == b"Running rubocop\nok\n"
+    assert not (tmp_path / "cli" / "jobsvc.sqlite3").exists()
+
+
 async def test_upload_streams_into_the_bucket_and_downloads_honour_range_and_if_range(s3_client, s3_server, s3_bucket):
     client = s3_client
     before = set(objects(s3_server, s3_bucket))
