@@ -10,9 +10,10 @@ import asyncio
 import atexit
 import concurrent.futures
 import functools
+import itertools
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from jobsvc.http.app import create_app  # noqa: E402 - after the Hypothesis home
 from jobsvc.settings import Config  # noqa: E402
 from jobsvc.storage import fixture_format, fixtures  # noqa: E402
 from jobsvc.storage.backends import database_for  # noqa: E402
+from jobsvc.storage.blobs import open_blob_store  # noqa: E402
 from jobsvc.storage.db import Database  # noqa: E402
 from jobsvc.storage.repo import Repository  # noqa: E402
 from jobsvc.storage.store import Store  # noqa: E402
@@ -286,8 +288,8 @@ def world_file(tmp_path: Path) -> Path:
 
 async def _load_fixtures(config: Config) -> None:
     """What the app's start-up does to a new data directory before it serves: the store, the database, the fixtures."""
-    store = Store(config.data_dir, config.min_free_space * 1024 * 1024)
-    store.prepare()
+    store = open_blob_store(config.data_dir, min_free=config.min_free_space * 1024 * 1024, store_url=config.store_url)
+    await store.start()
     db = database_for(config.database_url, config.data_dir)
     await db.open()
     try:
@@ -295,6 +297,7 @@ async def _load_fixtures(config: Config) -> None:
             await fixtures.load_fixture(Repository(db), store, fixture_format.read_fixture(path))
     finally:
         await db.close()
+        await store.close()
 
 
 @pytest.fixture(scope="session")
@@ -321,21 +324,72 @@ def _load_world(template: Config) -> None:
         thread.submit(asyncio.run, _load_fixtures(template)).result()
 
 
+def s3_store_url(s3_server, bucket: str, prefix: str, extra: str = "") -> str:
+    """A --store-url for `prefix` in `bucket` on the session's SeaweedFS."""
+    return f"s3://{bucket}/{prefix}?endpoint_url={s3_server.endpoint_url}&region={s3_server.region}{extra}"
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The credentials an s3:// store reads from the environment, for this test."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+
+
+@dataclass(frozen=True)
+class PgS3World:
+    """The test world loaded once into a PostgreSQL database and a prefix of a bucket, to be copied per test."""
+
+    config: Config
+    database: str
+    bucket: str
+    prefix: str
+
+
 @pytest.fixture(scope="session")
-def pg_world_template(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> tuple[Config, str]:
-    """The test world loaded once into a PostgreSQL database (copied per test with CREATE DATABASE ... TEMPLATE),
-    with the store files that load wrote."""
+def pg_world_template(tmp_path_factory: pytest.TempPathFactory, postgres_server, s3_server) -> PgS3World:
+    """The test world loaded once into PostgreSQL and the bucket (a test gets a copy of both)."""
     folder = tmp_path_factory.mktemp("pg-world-template")
     fixture = folder / "world.yaml"
     fixture.write_text(world_text())
     dsn = postgres_server.new_database()
-    template = Config(data_dir=folder / "var", fixtures=[str(fixture)], database_url=dsn)
-    _load_world(template)
-    return template, dsn.rsplit("/", 1)[1]
+    bucket = s3_server.new_bucket()
+    template = Config(
+        data_dir=folder / "var",
+        fixtures=[str(fixture)],
+        database_url=dsn,
+        store_url=s3_store_url(s3_server, bucket, "world"),
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+        env.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+        _load_world(template)
+    return PgS3World(template, dsn.rsplit("/", 1)[1], bucket, "world")
 
 
-# Every in-process HTTP test runs on both deployments' databases: SQLite in the data directory, and PostgreSQL.
-# A test that reads SQLite's own files says so with @pytest.mark.sqlite_only and runs once.
+_prefixes = itertools.count(1)
+
+
+def copy_objects(s3_server, bucket: str, source: str, target: str) -> None:
+    """Server-side copies of every object under `source`/ to `target`/ in `bucket`."""
+    client = s3_server.client()
+    keys = [
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=source + "/")
+        for item in page.get("Contents", [])
+    ]
+
+    def copy(key: str) -> None:
+        client.copy_object(Bucket=bucket, Key=target + key[len(source) :], CopySource={"Bucket": bucket, "Key": key})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(copy, keys))
+
+
+# Every in-process HTTP test runs on both deployments: SQLite and a directory under the data directory, and
+# PostgreSQL and an S3 bucket (SeaweedFS). A test that reads SQLite's own files says so with
+# @pytest.mark.sqlite_only, and one that reads or writes the directory store's files with
+# @pytest.mark.directory_store; either runs on the first deployment only.
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
 
 
@@ -345,11 +399,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A sqlite_only test keeps its SQLite run only."""
+    """A sqlite_only or directory_store test keeps its SQLite + directory run only."""
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if params.get("backend") == "postgres" and item.get_closest_marker("sqlite_only"):
+        local = item.get_closest_marker("sqlite_only") or item.get_closest_marker("directory_store")
+        if params.get("backend") == "postgres" and local:
             drop.append(item)
         else:
             keep.append(item)
@@ -365,12 +420,19 @@ def config(
     config = Config(data_dir=tmp_path / "var", fixtures=[str(world_file)])
     same_world = world_file.read_bytes() == Path(world_template.fixtures[0]).read_bytes()
     if backend == "postgres":
-        server = request.getfixturevalue("postgres_server")
+        pg, s3 = request.getfixturevalue("postgres_server"), request.getfixturevalue("s3_server")
+        request.getfixturevalue("s3_env")
+        prefix = f"test-{next(_prefixes)}"
         if same_world:
-            pg_template, database = request.getfixturevalue("pg_world_template")
-            copy_world(pg_template, config.data_dir)
-            return replace(config, database_url=server.new_database(template=database))
-        return replace(config, database_url=server.new_database())
+            world: PgS3World = request.getfixturevalue("pg_world_template")
+            copy_objects(s3, world.bucket, world.prefix, prefix)
+            return replace(
+                config,
+                database_url=pg.new_database(template=world.database),
+                store_url=s3_store_url(s3, world.bucket, prefix),
+            )
+        bucket = request.getfixturevalue("pg_world_template").bucket
+        return replace(config, database_url=pg.new_database(), store_url=s3_store_url(s3, bucket, prefix))
     if same_world:
         copy_world(world_template, config.data_dir)
     return config
@@ -394,6 +456,28 @@ async def client(aiohttp_client, config):
 
 def auth(name: str) -> dict[str, str]:
     return {"PRIVATE-TOKEN": TOKENS[name]}
+
+
+async def job_log(client, job_id: int) -> bytes:
+    """A job's whole log as the API answers it (wherever the deployment keeps it)."""
+    resp = await client.get(f"/api/v4/projects/1/jobs/{job_id}/trace", headers=auth("root"))
+    assert resp.status == 200, resp.status
+    return await resp.read()
+
+
+async def job_blobs(client, job_id: int) -> list[str]:
+    """The keys of the blobs the app's store holds under one job: its artifacts (and, in a bucket, its
+    archived log; in a data directory logs are files of their own)."""
+    from jobsvc.http.keys import STORE
+
+    keys = [blob.key async for blob in client.app[STORE].list_artifacts()]
+    return sorted(key for key in keys if key.split("/")[1] == str(job_id))
+
+
+def temp_files(config: Config) -> list[Path]:
+    """What is left in the data directory's temporary folder (an S3 deployment stages nothing there)."""
+    folder = config.data_dir / "tmp"
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 class RunningServer:

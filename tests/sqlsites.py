@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import pysource
+
 PACKAGE = Path(__file__).resolve().parent.parent / "jobsvc"
 _STATEMENT = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE\s+FROM|WITH|REPLACE)\b")
 # PostgreSQL's own statements (catalog queries, locks, migrations), never translated
@@ -53,7 +55,7 @@ def sites() -> list[Site]:
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.relative_to(PACKAGE).as_posix() in NATIVE:
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = pysource.parse(path)
         inner = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
         for node in ast.walk(tree):
             if id(node) in inner:  # a piece of an f-string, not a statement of its own

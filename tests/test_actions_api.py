@@ -8,7 +8,7 @@ import yaml
 from jobsvc.http.app import create_app
 from jobsvc.http.keys import DB
 from jobsvc.settings import Config
-from tests.conftest import RUNNING_JOB_TOKEN, auth
+from tests.conftest import RUNNING_JOB_TOKEN, auth, job_blobs
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -119,7 +119,7 @@ class TestErase:
         body = await resp.json()
         assert body["erased_at"] and body["artifacts"] == [] and "artifacts_file" not in body
         assert not (config.data_dir / "traces" / "8.log").exists()
-        assert not any((config.data_dir / "artifacts" / "8").iterdir())
+        assert await job_blobs(client, 8) == []
         trace = await client.get("/api/v4/projects/1/jobs/8/trace", headers=auth("root"))
         assert trace.status == 200 and await trace.read() == b""
 

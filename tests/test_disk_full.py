@@ -284,6 +284,7 @@ async def test_a_job_that_finished_on_a_full_disk_says_so(client, monkeypatch):
     assert await trace.read() == b"started\n"
 
 
+@pytest.mark.directory_store
 async def test_enospc_part_way_through_a_log_append_leaves_the_log_as_it_was(client, config, monkeypatch):
     """The disk fills while a 1 MiB body is being written (no reserve to stop it first): 507, exact prefix."""
     from jobsvc.storage import store as storemod

@@ -69,6 +69,7 @@ class TestArchive:
         resp = await client.get("/api/v4/projects/1/jobs/8/artifacts", headers={"JOB-TOKEN": RUNNING_JOB_TOKEN})
         assert resp.status == 200
 
+    @pytest.mark.directory_store
     async def test_missing_file_is_404_and_logged(self, client, config, caplog):
         next((config.data_dir / "artifacts" / "31").iterdir()).unlink()
         resp = await client.get("/api/v4/projects/2/jobs/31/artifacts")

@@ -507,6 +507,7 @@ async def test_non_ascii_digits_do_not_address_a_job(server) -> None:
     assert answer.status == 200 and answer.json()["id"] == 12
 
 
+@pytest.mark.directory_store
 async def test_a_refused_upload_after_the_file_leaves_nothing(server, config) -> None:
     """The file part came, then the expiry was refused: neither the file nor a row stays."""
     data = multipart(("file", ZIP), ("expire_in", b"300000 years"))

@@ -8,6 +8,8 @@ import os
 import socket
 import tracemalloc
 
+import pytest
+
 from jobsvc.http.keys import DB, STORE
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 
@@ -78,6 +80,7 @@ async def cancel(client) -> None:
     assert await status_of(client) == "canceled"
 
 
+@pytest.mark.directory_store
 class TestLatePatch:
     async def test_after_success(self, client, config):
         gate = asyncio.Event()
@@ -152,6 +155,7 @@ class TestLatePatch:
         assert resp.status == 202 and log.read_bytes() == b"started\nnext\n"
 
 
+@pytest.mark.directory_store
 class TestLateUpload:
     async def test_after_erase(self, client, config):
         gate = asyncio.Event()
@@ -182,6 +186,7 @@ class TestLateUpload:
         assert not list((config.data_dir / "artifacts").glob("11/*"))
 
 
+@pytest.mark.directory_store
 async def test_a_big_log_body_is_streamed_not_held(client, config):
     """A 32 MiB PATCH: the server's Python allocations stay a few MiB (it used to hold the body twice)."""
     chunk = b"x" * (256 * 1024)
@@ -204,6 +209,7 @@ async def test_a_big_log_body_is_streamed_not_held(client, config):
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1024 / 1024:.1f} MiB"
 
 
+@pytest.mark.directory_store
 async def test_an_acknowledged_append_was_fdatasynced_first(client, config, monkeypatch):
     from jobsvc.storage import store as storemod
 
@@ -222,6 +228,7 @@ async def test_an_acknowledged_append_was_fdatasynced_first(client, config, monk
     assert resp.status == 416 and synced == [13]  # nothing written, nothing to sync
 
 
+@pytest.mark.directory_store
 async def test_a_late_upload_of_a_file_already_there_is_refused_too(client, config):
     """Not the idempotent 201: the job has ended."""
     import aiohttp

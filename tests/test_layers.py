@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pysource
+
 PACKAGE = Path(__file__).resolve().parent.parent / "jobsvc"
 
 # what each part of the package may import from jobsvc itself
@@ -40,7 +42,7 @@ def _part(path: Path) -> str:
 
 def _imports(path: Path) -> list[tuple[int, str]]:
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(pysource.parse(path)):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -109,7 +111,7 @@ _DB_CALLS = {"fetchone", "fetchall", "execute", "executemany", "executescript"}
 def test_no_sql_outside_storage(path: Path):
     """The repository is the only way to the database: no statement and no driver call anywhere else."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(pysource.parse(path)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SQL.match(node.value):
             found.append(f"line {node.lineno}: {node.value.strip()[:40]!r}")
         elif isinstance(node, ast.Attribute) and node.attr in _DB_CALLS:

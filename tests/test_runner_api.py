@@ -7,7 +7,7 @@ import pytest
 
 from jobsvc.http.app import create_app
 from jobsvc.http.keys import DB
-from tests.conftest import FINISHED_JOB_TOKEN, RUNNING_JOB_TOKEN, auth
+from tests.conftest import FINISHED_JOB_TOKEN, RUNNING_JOB_TOKEN, auth, job_blobs, job_log, temp_files
 
 RUNNER = "glrt-test-runner-00000"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -173,9 +173,8 @@ async def trace_of(client, job_id=11):
 
 
 class TestTraceAppend:
-    async def test_append_protocol(self, client, config):
-        log = config.data_dir / "traces" / "11.log"
-        assert log.read_bytes() == b"started\n"
+    async def test_append_protocol(self, client):
+        assert await job_log(client, 11) == b"started\n"
         resp = await patch(client, b"more\n", "8-12")
         assert resp.status == 202
         assert resp.headers["Range"] == "0-13" and resp.headers["Job-Status"] == "running"
@@ -189,7 +188,7 @@ class TestTraceAppend:
         assert resp.status == 416 and resp.headers["Range"] == "0-13"
         # older runners send an inclusive end, newer ones exclusive; only the start counts
         assert (await patch(client, b"x", "13-14/14")).status == 202
-        assert log.read_bytes() == b"started\nmore\nx"
+        assert await job_log(client, 11) == b"started\nmore\nx"
 
     async def test_force_patch_with_empty_body(self, client):
         resp = await patch(client, b"", "8-8")
@@ -201,10 +200,10 @@ class TestTraceAppend:
         resp = await patch(client, b"x", "abc")
         assert resp.status == 400 and await resp.json() == {"message": "400 Bad request - Invalid Content-Range"}
 
-    async def test_concurrent_patches_at_one_offset(self, client, config):
+    async def test_concurrent_patches_at_one_offset(self, client):
         answers = await asyncio.gather(*(patch(client, f"chunk {i}\n".encode(), "8-15") for i in range(8)))
         assert sorted(r.status for r in answers) == [202] + [416] * 7
-        text = (config.data_dir / "traces" / "11.log").read_bytes()
+        text = await job_log(client, 11)
         assert text.startswith(b"started\nchunk ") and text.count(b"chunk") == 1
 
     async def test_not_running_and_bad_token(self, client):
@@ -279,8 +278,8 @@ class TestUpload:
         resp = await client.post(self.url, data=form(a_zip(text="other")), headers=self.headers)
         assert resp.status == 400
         assert await resp.json() == {"message": "400 Bad request - another artifact of the same type already exists"}
-        assert list((config.data_dir / "tmp").iterdir()) == []
-        assert len(list((config.data_dir / "artifacts" / "11").iterdir())) == 1
+        assert temp_files(config) == []
+        assert len(await job_blobs(client, 11)) == 1
 
     async def test_token_as_a_form_field(self, client):
         resp = await client.post(self.url, data=form(a_zip(), token_first=RUNNING_JOB_TOKEN))
@@ -334,11 +333,11 @@ class TestUpload:
         resp = await client.post(self.url, data=data, headers=self.headers)
         assert resp.status == 413
         assert await resp.json() == {"message": "file size has reached maximum size limit"}
-        assert list((config.data_dir / "tmp").iterdir()) == []
-        assert not (config.data_dir / "artifacts" / "11").exists()
+        assert temp_files(config) == [] and await job_blobs(client, 11) == []
         job = await (await client.get("/api/v4/projects/1/jobs/11", headers=auth("root"))).json()
         assert job["artifacts"] == []
 
+    @pytest.mark.directory_store
     async def test_full_disk_is_507_and_leaves_nothing(self, client, config, monkeypatch):
         import errno
 

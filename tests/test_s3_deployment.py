@@ -20,7 +20,7 @@ from jobsvc.http.keys import DB, REPO, STORE
 from jobsvc.services import artifacts
 from jobsvc.settings import Config
 from jobsvc.storage.s3 import MIB
-from tests.conftest import RUNNING_JOB_TOKEN, auth
+from tests.conftest import RUNNING_JOB_TOKEN, auth, s3_store_url
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +40,7 @@ ARCHIVE = an_archive()
 
 
 def store_url(s3_server, bucket: str, extra: str = "") -> str:
-    return f"s3://{bucket}/ci?endpoint_url={s3_server.endpoint_url}&region={s3_server.region}{extra}"
-
-
-@pytest.fixture
-def s3_env(s3_server, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    return s3_store_url(s3_server, bucket, "ci", extra)
 
 
 @pytest.fixture
