@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -46,6 +49,20 @@ def version(server: JobsvcServer) -> dict:
 
 def test_the_marker_is_registered(pytestconfig):
     assert MARKER in pytestconfig.getini("markers")
+
+
+def test_pip_install_brings_the_plugin():
+    (entry,) = [e for e in importlib.metadata.entry_points(group="pytest11") if e.name == "jobsvc"]
+    assert entry.value == "jobsvc.testing.plugin"
+
+
+@pytest.mark.slow
+def test_loading_the_plugin_imports_no_server_code():
+    """pytest loads it in every project that has jobsvc: that must cost nothing."""
+    heavy = ("aiohttp", "marshmallow", "yaml")
+    probe = f"import sys, jobsvc.testing.plugin; print([m for m in {heavy!r} if m in sys.modules])"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
 
 
 def test_sources_become_fixture_files(tmp_path):
@@ -214,3 +231,19 @@ async def test_an_async_test_uses_it_too(jobsvc_server):
         headers = {"PRIVATE-TOKEN": jobsvc_server.tokens["root"]}
         async with session.get(f"{jobsvc_server.api_url}/projects/1/jobs/8", headers=headers) as resp:
             assert resp.status == 200 and (await resp.json())["name"] == "rubocop"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_child", [False, True], ids=["in-process", "subprocess"])
+def test_a_server_that_cannot_start_says_why(jobsvc_server_factory, as_child):
+    """Each source is valid alone, but the second names a project id the first took: loading it fails."""
+    clash = {**SMALL, "users": [{"username": "other"}], "runners": []}
+    with pytest.raises(ServerError, match="projects\\[0\\].id: 1 already exists"):
+        jobsvc_server_factory(SMALL, clash, subprocess=as_child)
+
+
+@pytest.mark.slow
+def test_settings_reach_the_database_too(jobsvc_server_factory, postgres_server):
+    server = jobsvc_server_factory(SMALL, database_url=postgres_server.new_database())
+    assert not (server.data_dir / "jobsvc.sqlite3").exists()
+    assert server.gitlab.projects.get("small/app").jobs.get(1).status == "success"

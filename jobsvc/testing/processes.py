@@ -26,6 +26,10 @@ class ServerError(RuntimeError):
     """The server did not start, or did not stop cleanly; the message has what it said."""
 
 
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
 class ThreadServer:
     """``jobsvc.http.server.running`` on a socket bound now, in a thread with its own event loop."""
 
@@ -46,7 +50,7 @@ class ThreadServer:
             raise ServerError(f"jobsvc did not start within {timeout:g}s")
         if self._error is not None:
             self._thread.join()
-            raise ServerError(f"jobsvc did not start: {self._error!r}") from self._error
+            raise ServerError(f"jobsvc did not start: {_described(self._error)}") from self._error
 
     def _run(self, sockets: list) -> None:
         try:
@@ -79,7 +83,7 @@ class ThreadServer:
             raise ServerError(f"jobsvc at {self.url} did not stop within {STOP_TIMEOUT:g}s")
         error, self._error = self._error, None
         if error is not None and self._loop is not None:
-            raise ServerError(f"jobsvc at {self.url} failed: {error!r}") from error
+            raise ServerError(f"jobsvc at {self.url} failed: {_described(error)}") from error
 
 
 def serve_arguments(config: Config) -> list[str]:
