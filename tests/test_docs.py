@@ -38,8 +38,11 @@ def test_ci_runs_the_readme_test_command():
     test_command = ".venv/bin/python -m pytest"
     assert test_command in commands
     assert f"&& {test_command}" in README
-    # only the schemathesis run comes after the test suite
-    assert commands[commands.index(test_command) + 1 :] == [".venv/bin/python .ci/schemathesis.py"]
+    # only the schemathesis run and the one-file build's demo come after the test suite
+    assert commands[commands.index(test_command) + 1 :] == [
+        ".venv/bin/python .ci/schemathesis.py",
+        ".venv/bin/python .ci/build_pyz.py --smoke",
+    ]
 
 
 # Workspace notes a clone does not have: the project cites GitLab's own files or states the fact instead.

@@ -82,9 +82,11 @@ _MIGRATION = re.compile(r"^-- migration: (\d+)\s*$", re.MULTILINE)
 
 def schema_path(name: str = "schema.sql") -> Path:
     """schema.sql (or schema.postgres.sql) beside the package (source checkout, editable install) or under
-    share/jobsvc."""
+    share/jobsvc: the prefix's, the user's, or beside the package (``pip install --target``, jobsvc.pyz)."""
+    beside = Path(__file__).resolve().parents[2]
     candidates = [
-        Path(__file__).resolve().parents[2] / name,
+        beside / name,
+        beside / "share" / "jobsvc" / name,
         Path(sys.prefix) / "share" / "jobsvc" / name,
         Path(site.getuserbase()) / "share" / "jobsvc" / name,
     ]
