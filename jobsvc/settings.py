@@ -208,7 +208,10 @@ SETTINGS: tuple[Setting, ...] = (
         parse_expire_in,
     ),
     Setting(
-        "sweep_interval", 60, "Seconds between two runs of the sweeper that removes expired artifacts.", parse_count
+        "sweep_interval",
+        60,
+        "Seconds between two runs of the sweeper that removes expired artifacts; 0 turns it off.",
+        parse_count,
     ),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
     Setting(

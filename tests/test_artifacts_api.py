@@ -70,10 +70,21 @@ class TestSweeper:
                 break
             await asyncio.sleep(0.05)
         assert (await job(client, 9))["artifacts"] == []
-        assert not (config.data_dir / "artifacts" / "9").exists() or not any(
-            (config.data_dir / "artifacts" / "9").iterdir()
-        )
+        assert await job_blobs(client, 9) == []
         assert "artifacts_file" in await job(client, 8)
+
+    async def test_an_interval_of_zero_turns_the_sweeper_off(self, aiohttp_client, config, monkeypatch):
+        rounds = []
+
+        async def counted(*args):
+            rounds.append(args)
+            return 0
+
+        monkeypatch.setattr(artifacts, "sweep", counted)
+        config.sweep_interval = 0
+        client = await aiohttp_client(create_app(config))
+        await asyncio.sleep(0.2)  # a sleep(0) loop would have run thousands of rounds by now
+        assert rounds == [] and (await job(client, 9))["artifacts"] != []
 
     async def test_locked_pipelines_keep_expired_artifacts(self, client):
         db, store = client.app[DB], client.app[STORE]

@@ -65,12 +65,10 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run for as long as the app does: the artifact sweeper and the delayed-job scheduler."""
     repo, shared, interval = app[REPO], app[DB].shared, app[CONFIG].sweep_interval
-    tasks = [
-        asyncio.create_task(
-            artifacts.sweeper(repo, app[STORE], interval, Lease(repo, "sweeper", 3 * interval, shared=shared))
-        ),
-        asyncio.create_task(processing.scheduler(repo, Lease(repo, "scheduler", 10, shared=shared))),
-    ]
+    tasks = [asyncio.create_task(processing.scheduler(repo, Lease(repo, "scheduler", 10, shared=shared)))]
+    if interval > 0:  # 0 turns the sweeper off (a sleep(0) loop would spin on the database)
+        lease = Lease(repo, "sweeper", 3 * interval, shared=shared)
+        tasks.append(asyncio.create_task(artifacts.sweeper(repo, app[STORE], interval, lease)))
     yield
     for task in tasks:
         task.cancel()
