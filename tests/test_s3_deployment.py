@@ -482,3 +482,18 @@ async def test_a_live_log_archived_in_the_middle_of_a_read_goes_on_from_the_obje
     assert await chunk_rows(client) == []
     rest = b"".join([piece async for piece in pieces])  # the chunks are gone: from the archived object
     assert len(first) < len(expected) - 100 and sha(first + rest) == sha(expected[100:])
+
+
+async def test_readiness_heads_the_bucket(s3_client, s3_server, s3_bucket):
+    resp = await s3_client.get("/-/readiness")
+    assert resp.status == 200 and (await resp.json())["store_check"] == [{"status": "ok"}]
+    client = s3_server.client()
+    for item in client.list_objects_v2(Bucket=s3_bucket).get("Contents", []):
+        client.delete_object(Bucket=s3_bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=s3_bucket)
+    resp = await s3_client.get("/-/readiness")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["db_check"] == [{"status": "ok"}]
+    assert body["store_check"][0]["status"] == "failed"
+    assert body["store_check"][0]["message"].startswith("unexpected Store check result: cannot use s3://")
