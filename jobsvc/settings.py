@@ -243,6 +243,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
     Setting(
+        "access_log_format",
+        "text",
+        "The access log's lines: text (peer, request line, status, size, Referer, User-Agent, time) or json "
+        "(one JSON object per line, with GitLab's field names: time, method, path, status, duration_s, ...).",
+        parse_access_log_format,
+    ),
+    Setting(
         "log_level",
         "info",
         "Logging level of jobsvc: debug, info, warning or error; libraries log at info at most, "
@@ -279,6 +286,7 @@ class Config:
     sweep_interval: int = 60
     monitoring_allowlist: str = "127.0.0.0/8,::1/128"
     access_log: bool = False
+    access_log_format: str = "text"
     log_level: str = "info"
 
     @property

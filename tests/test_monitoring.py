@@ -121,3 +121,13 @@ def test_the_allowlist_matches_addresses_and_networks():
     assert allowed("fe80::/10", "fe80::1%eth0")
     assert not allowed(default, None) and not allowed(default, "") and not allowed(default, "not-an-address")
     assert not allowed("", "127.0.0.1")  # empty: nobody
+
+
+def test_the_allowlist_setting_is_checked_and_normalized():
+    from jobsvc.cli import build_parser, resolve
+
+    args = build_parser().parse_args(["serve", "--monitoring-allowlist", " 10.1.2.3/8, ::1 ,"])
+    assert resolve(args, {})["monitoring_allowlist"] == "10.0.0.0/8,::1/128"
+    assert resolve(build_parser().parse_args(["serve"]), {})["monitoring_allowlist"] == "127.0.0.0/8,::1/128"
+    with pytest.raises(ValueError, match="JOBSVC_MONITORING_ALLOWLIST: not an IP address or network: 'localhost'"):
+        resolve(build_parser().parse_args(["serve"]), {"JOBSVC_MONITORING_ALLOWLIST": "localhost"})

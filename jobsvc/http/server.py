@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jobsvc.http.accesslog import AccessLogger, http_logger
+from jobsvc.http.accesslog import AccessLogger, JsonAccessLogger, flush_json_lines, http_logger
 from jobsvc.http.app import create_app
 from jobsvc.settings import Config
 
@@ -325,7 +325,7 @@ async def running(config: Config, sockets: list[socket.socket]) -> AsyncIterator
     runner = web.AppRunner(
         app,
         keepalive_timeout=config.keepalive_timeout,
-        access_log_class=AccessLogger,
+        access_log_class=JsonAccessLogger if config.access_log_format == "json" else AccessLogger,
         logger=http_logger(),
         access_log=logging.getLogger("jobsvc.access") if config.access_log else None,
     )
@@ -339,3 +339,4 @@ async def running(config: Config, sockets: list[socket.socket]) -> AsyncIterator
         yield guard
     finally:
         await runner.cleanup()
+        flush_json_lines()
