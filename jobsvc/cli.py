@@ -137,11 +137,17 @@ def _demo_banner(url: str) -> str:
 async def _serve(config: Config, sockets: list[socket.socket], banner: bool, listening: list[bool]) -> None:
     from jobsvc.http import server
 
-    async with server.running(config, sockets):
+    async with server.running(config, sockets) as guard:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second signal while requests in flight get their grace period
+                log.warning("stopping now: cut off %d connection(s)", guard.abort_all())
+            stop.set()
+
         for signum in (signal.SIGINT, signal.SIGTERM):  # before "listening": a SIGTERM right after it stops cleanly
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal)
         url = server.url_of(sockets[0])
         if banner:
             print(_demo_banner(url), flush=True)

@@ -235,6 +235,13 @@ SETTINGS: tuple[Setting, ...] = (
         "sweep_interval", 60, "Seconds between two runs of the sweeper that removes expired artifacts.", parse_count
     ),
     Setting(
+        "shutdown_timeout",
+        30,
+        "Seconds requests in flight (downloads, uploads, log appends) get to finish after SIGTERM or SIGINT, "
+        "while no new connection is taken; then they are cut off (at once on a second signal, or with 0).",
+        parse_seconds,
+    ),
+    Setting(
         "monitoring_allowlist",
         "127.0.0.0/8,::1/128",
         "Client addresses and networks that may read /-/readiness, /-/liveness, /-/health and /-/metrics "
@@ -284,6 +291,7 @@ class Config:
     trace_size_limit: int = 100
     default_artifacts_expire_in: str = "30 days"
     sweep_interval: int = 60
+    shutdown_timeout: float = 30
     monitoring_allowlist: str = "127.0.0.0/8,::1/128"
     access_log: bool = False
     access_log_format: str = "text"
