@@ -1,4 +1,4 @@
-"""The ``jobsvc`` command: serve, load, token create.
+"""The ``jobsvc`` command: serve, load, check, token create.
 
 Every setting of jobsvc.settings is a flag of ``serve`` and a JOBSVC_*
 variable; a flag wins over the variable, which wins over the default.
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", metavar="FILE")
     _add_setting(load, "data_dir")
     _add_setting(load, "store_url")
+
+    check = commands.add_parser(
+        "check", help="verify a data directory (integrity, orphans, missing files); exits 1 on problems"
+    )
+    _add_setting(check, "data_dir")
+    _add_setting(check, "store_url")
 
     token = commands.add_parser("token", help="manage personal access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -292,6 +298,37 @@ def load(data_dir: Path, path: str, store_url: str = "") -> int:
     return 0
 
 
+EXIT_PROBLEMS = 1
+
+
+def check_data_dir(data_dir: Path, store_url: str = "") -> int:
+    """Print every finding, one a line, then a summary; 1 when there is a finding, 0 when there is none."""
+    _check_store(store_url)
+    if not (data_dir / "jobsvc.sqlite3").is_file():
+        raise CliError(f"no database in {data_dir}")
+    report = asyncio.run(_check(data_dir, store_url))
+    for finding in report.findings:
+        print(finding)
+    problems = len(report.findings)
+    where = f"{data_dir}" + (f" and {store_url}" if store_url else "")
+    print(f"checked {where}: {report.rows} rows, {report.blobs} files: "
+          + (f"{problems} problem(s)" if problems else "no problems"))  # fmt: skip
+    return EXIT_PROBLEMS if problems else 0
+
+
+async def _check(data_dir: Path, store_url: str) -> Any:
+    from jobsvc.storage import check
+    from jobsvc.storage.blobs import open_blob_store
+
+    store = open_blob_store(data_dir, store_url=store_url)
+    if store.kind != "directory":  # a bucket needs its client; a directory is read as it is (start() tidies it)
+        await store.start()
+    try:
+        return await check.check(data_dir / "jobsvc.sqlite3", store)
+    finally:
+        await store.close()
+
+
 def _expiry(text: str | None) -> date | None:
     if text is None:
         return None
@@ -386,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(values, data_dir_given)
         if args.command == "load":
             return load(Path(values["data_dir"]), args.file, values["store_url"])
+        if args.command == "check":
+            return check_data_dir(Path(values["data_dir"]), values["store_url"])
         if args.command == "token":
             return create_token(
                 Path(values["data_dir"]), values["database_url"], args.username, args.scope, args.name, args.expires_at
