@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jobsvc import __version__
+from jobsvc.progress import Progress
 from jobsvc.settings import (
     SETTINGS,
     SETTINGS_BY_NAME,
@@ -268,7 +269,7 @@ def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     return 0
 
 
-async def _load(data_dir: Path, store_url: str, fixture: fixture_format.Fixture) -> str:
+async def _load(data_dir: Path, store_url: str, fixture: fixture_format.Fixture, progress: fixtures.Progress) -> str:
     from jobsvc.storage.blobs import open_blob_store
     from jobsvc.storage.db import Database
     from jobsvc.storage.repo import Repository
@@ -279,7 +280,7 @@ async def _load(data_dir: Path, store_url: str, fixture: fixture_format.Fixture)
         db = Database(data_dir / "jobsvc.sqlite3")
         await db.open()
         try:
-            return str(await fixtures.load_fixture(Repository(db), store, fixture))
+            return str(await fixtures.load_fixture(Repository(db), store, fixture, progress))
         finally:
             await db.close()
     finally:
@@ -287,14 +288,23 @@ async def _load(data_dir: Path, store_url: str, fixture: fixture_format.Fixture)
 
 
 def load(data_dir: Path, path: str, store_url: str = "") -> int:
-    fixture = fixture_format.read_fixture(path)
-    _check_store(store_url)
-    folder = DataDir(data_dir)
+    """Load a fixture; on a terminal, stderr shows how far it got (reading, then jobs loaded)."""
+    progress = Progress(sys.stderr)
+    progress.note(f"reading {path}")
     try:
-        print(asyncio.run(_load(data_dir, store_url, fixture)))
-    except BaseException:
-        folder.undo()
-        raise
+        fixture = fixture_format.read_fixture(path)
+        _check_store(store_url)
+        folder = DataDir(data_dir)
+        try:
+            summary = asyncio.run(
+                _load(data_dir, store_url, fixture, lambda done, total: progress.count("loading", done, total, "jobs"))
+            )
+        except BaseException:
+            folder.undo()
+            raise
+    finally:
+        progress.finish()
+    print(summary)
     return 0
 
 

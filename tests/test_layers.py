@@ -21,7 +21,16 @@ ALLOWED = {
     "services": {"jobsvc", "jobsvc.domain", "jobsvc.storage", "jobsvc.services"},
     "http": {"jobsvc", "jobsvc.domain", "jobsvc.storage", "jobsvc.services", "jobsvc.http", "jobsvc.settings"},
     "settings": {"jobsvc", "jobsvc.domain"},
-    "cli": {"jobsvc", "jobsvc.domain", "jobsvc.storage", "jobsvc.services", "jobsvc.http", "jobsvc.settings"},
+    "cli": {
+        "jobsvc",
+        "jobsvc.domain",
+        "jobsvc.storage",
+        "jobsvc.services",
+        "jobsvc.http",
+        "jobsvc.settings",
+        "jobsvc.progress",
+    },
+    "progress": {"jobsvc"},
     "__main__": {"jobsvc.cli"},
     "__init__": set(),
 }
