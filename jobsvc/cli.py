@@ -1,4 +1,4 @@
-"""The ``jobsvc`` command: serve, load, token create.
+"""The ``jobsvc`` command: serve, load, check, token create.
 
 Every setting of jobsvc.settings is a flag of ``serve`` and a JOBSVC_*
 variable; a flag wins over the variable, which wins over the default.
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jobsvc import __version__
+from jobsvc.progress import Progress
 from jobsvc.settings import (
     SETTINGS,
     SETTINGS_BY_NAME,
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting(load, "data_dir")
     _add_setting(load, "database_url")
     _add_setting(load, "store_url")
+
+    check = commands.add_parser(
+        "check", help="verify a data directory (integrity, orphans, missing files); exits 1 on problems"
+    )
+    _add_setting(check, "data_dir")
+    _add_setting(check, "store_url")
 
     token = commands.add_parser("token", help="manage personal access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -138,11 +145,17 @@ def _demo_banner(url: str) -> str:
 async def _serve(config: Config, sockets: list[socket.socket], banner: bool, listening: list[bool]) -> None:
     from jobsvc.http import server
 
-    async with server.running(config, sockets):
+    async with server.running(config, sockets) as guard:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second signal while requests in flight get their grace period
+                log.warning("stopping now: cut off %d connection(s)", guard.abort_all())
+            stop.set()
+
         for signum in (signal.SIGINT, signal.SIGTERM):  # before "listening": a SIGTERM right after it stops cleanly
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal)
         url = server.url_of(sockets[0])
         if banner:
             print(_demo_banner(url), flush=True)
@@ -257,7 +270,9 @@ def serve(values: dict[str, Any], data_dir_given: bool) -> int:
     return 0
 
 
-async def _load(data_dir: Path, database_url: str, store_url: str, fixture: fixture_format.Fixture) -> str:
+async def _load(
+    data_dir: Path, database_url: str, store_url: str, fixture: fixture_format.Fixture, progress: fixtures.Progress
+) -> str:
     from jobsvc.storage.backends import database_for
     from jobsvc.storage.blobs import open_blob_store
     from jobsvc.storage.repo import Repository
@@ -268,7 +283,7 @@ async def _load(data_dir: Path, database_url: str, store_url: str, fixture: fixt
         db = database_for(database_url, data_dir)
         await db.open()
         try:
-            return str(await fixtures.load_fixture(Repository(db), store, fixture))
+            return str(await fixtures.load_fixture(Repository(db), store, fixture, progress))
         finally:
             await db.close()
     finally:
@@ -276,15 +291,56 @@ async def _load(data_dir: Path, database_url: str, store_url: str, fixture: fixt
 
 
 def load(data_dir: Path, path: str, store_url: str = "", database_url: str = "") -> int:
-    fixture = fixture_format.read_fixture(path)
-    _check_store(store_url)
-    folder = DataDir(data_dir)
+    """Load a fixture; on a terminal, stderr shows how far it got (reading, then jobs loaded)."""
+    progress = Progress(sys.stderr)
+    progress.note(f"reading {path}")
     try:
-        print(asyncio.run(_load(data_dir, database_url, store_url, fixture)))
-    except BaseException:
-        folder.undo()
-        raise
+        fixture = fixture_format.read_fixture(path)
+        _check_store(store_url)
+        folder = DataDir(data_dir)
+        try:
+            def counted(done: int, total: int) -> None:
+                progress.count("loading", done, total, "jobs")
+
+            summary = asyncio.run(_load(data_dir, database_url, store_url, fixture, counted))
+        except BaseException:
+            folder.undo()
+            raise
+    finally:
+        progress.finish()
+    print(summary)
     return 0
+
+
+EXIT_PROBLEMS = 1
+
+
+def check_data_dir(data_dir: Path, store_url: str = "") -> int:
+    """Print every finding, one a line, then a summary; 1 when there is a finding, 0 when there is none."""
+    _check_store(store_url)
+    if not (data_dir / "jobsvc.sqlite3").is_file():
+        raise CliError(f"no database in {data_dir}")
+    report = asyncio.run(_check(data_dir, store_url))
+    for finding in report.findings:
+        print(finding)
+    problems = len(report.findings)
+    where = f"{data_dir}" + (f" and {store_url}" if store_url else "")
+    print(f"checked {where}: {report.rows} rows, {report.blobs} files: "
+          + (f"{problems} problem(s)" if problems else "no problems"))  # fmt: skip
+    return EXIT_PROBLEMS if problems else 0
+
+
+async def _check(data_dir: Path, store_url: str) -> Any:
+    from jobsvc.storage import check
+    from jobsvc.storage.blobs import open_blob_store
+
+    store = open_blob_store(data_dir, store_url=store_url)
+    if store.kind != "directory":  # a bucket needs its client; a directory is read as it is (start() tidies it)
+        await store.start()
+    try:
+        return await check.check(data_dir / "jobsvc.sqlite3", store)
+    finally:
+        await store.close()
 
 
 def _expiry(text: str | None) -> date | None:
@@ -381,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(values, data_dir_given)
         if args.command == "load":
             return load(Path(values["data_dir"]), args.file, values["store_url"], values["database_url"])
+        if args.command == "check":
+            return check_data_dir(Path(values["data_dir"]), values["store_url"])
         if args.command == "token":
             return create_token(
                 Path(values["data_dir"]), values["database_url"], args.username, args.scope, args.name, args.expires_at

@@ -6,6 +6,7 @@ setting is added here, with its help text, and then documented there.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,29 @@ def parse_seconds(text: str) -> float:
 
 def parse_count(text: str) -> int:
     return _whole(text, 0, numbers.INT64_MAX, "a whole number >= 0")
+
+
+def parse_networks(text: str) -> str:
+    """Comma-separated addresses or networks (``127.0.0.0/8,::1/128``), written back in their normal form."""
+    networks = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {part!r}") from None
+    return ",".join(networks)
+
+
+ACCESS_LOG_FORMATS = ("text", "json")
+
+
+def parse_access_log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ACCESS_LOG_FORMATS:
+        raise ValueError(f"not an access log format: {text!r} (text or json)")
+    return value
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -213,7 +237,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between two runs of the sweeper that removes expired artifacts; 0 turns it off.",
         parse_count,
     ),
+    Setting(
+        "shutdown_timeout",
+        30,
+        "Seconds requests in flight (downloads, uploads, log appends) get to finish after SIGTERM or SIGINT, "
+        "while no new connection is taken; then they are cut off (at once on a second signal, or with 0).",
+        parse_seconds,
+    ),
+    Setting(
+        "monitoring_allowlist",
+        "127.0.0.0/8,::1/128",
+        "Client addresses and networks that may read /-/readiness, /-/liveness, /-/health and /-/metrics "
+        "(GitLab's monitoring ip_whitelist); others get 404; empty: nobody.",
+        parse_networks,
+    ),
     Setting("access_log", False, "Log one line per request to stderr (costs throughput).", parse_bool),
+    Setting(
+        "access_log_format",
+        "text",
+        "The access log's lines: text (peer, request line, status, size, Referer, User-Agent, time) or json "
+        "(one JSON object per line, with GitLab's field names: time, method, path, status, duration_s, ...).",
+        parse_access_log_format,
+    ),
     Setting(
         "log_level",
         "info",
@@ -249,7 +294,10 @@ class Config:
     trace_size_limit: int = 100
     default_artifacts_expire_in: str = "30 days"
     sweep_interval: int = 60
+    shutdown_timeout: float = 30
+    monitoring_allowlist: str = "127.0.0.0/8,::1/128"
     access_log: bool = False
+    access_log_format: str = "text"
     log_level: str = "info"
 
     @property

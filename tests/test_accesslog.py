@@ -129,3 +129,59 @@ async def test_a_malformed_request_is_logged_without_its_bytes(config, caplog):
         assert secret not in caplog.text
     assert "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.slow
+async def test_json_access_log_is_one_object_per_line_with_gitlabs_names(config, capsys):
+    import re
+
+    import orjson
+
+    config.access_log = True
+    config.access_log_format = "json"
+    sockets = server.bind("127.0.0.1", 0)
+    try:
+        async with server.running(config, sockets):
+            base = server.url_of(sockets[0])
+            async with aiohttp.ClientSession() as session:
+                headers = {"PRIVATE-TOKEN": TOKENS["root"], "User-Agent": "probe/1.0"}
+                async with session.get(f"{base}/api/v4/projects/1/jobs/8", headers=headers) as resp:
+                    job = await resp.read()
+                query = f"per_page=1&private_token={TOKENS['developer']}"
+                referer = f"http://example.com/?job_token={RUNNING_JOB_TOKEN}"
+                async with session.get(f"{base}/api/v4/projects/1/jobs?{query}", headers={"Referer": referer}) as resp:
+                    assert resp.status == 200
+                async with session.get(f"{base}/nowhere") as resp:
+                    assert resp.status == 404
+    finally:
+        for sock in sockets:
+            sock.close()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("{")]
+    assert len(lines) == 3
+    first, second, third = (orjson.loads(line) for line in lines)
+    assert set(first) == {"time", "severity", "method", "path", "status", "duration_s", "written_bytes",
+                          "remote_ip", "route", "ua"}  # fmt: skip
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+    assert first["severity"] == "INFO" and first["method"] == "GET" and first["status"] == 200
+    assert first["path"] == "/api/v4/projects/1/jobs/8" and first["route"] == "/api/v4/projects/{id}/jobs/{job_id}"
+    assert len(job) < first["written_bytes"] < len(job) + 1000  # the head too, as the text log's size
+    assert first["remote_ip"] == "127.0.0.1" and first["ua"] == "probe/1.0"
+    assert isinstance(first["duration_s"], float) and 0 <= first["duration_s"] < 10
+    assert second["path"] == "/api/v4/projects/1/jobs" and second["query"] == f"per_page=1&private_token={FILTERED}"
+    assert second["referrer"] == f"http://example.com/?job_token={FILTERED}"
+    assert third["status"] == 404 and third["route"] == "(unmatched)"
+    for secret in (TOKENS["root"], TOKENS["developer"], RUNNING_JOB_TOKEN):
+        assert secret not in err
+
+
+def test_the_access_log_format_is_text_or_json():
+    from jobsvc.cli import build_parser, resolve
+
+    def resolved(args: list[str], env: dict[str, str]) -> str:
+        return resolve(build_parser().parse_args(["serve", *args]), env)["access_log_format"]
+
+    assert resolved(["--access-log-format", "JSON"], {}) == "json"
+    assert resolved([], {"JOBSVC_ACCESS_LOG_FORMAT": "json"}) == "json" and resolved([], {}) == "text"
+    with pytest.raises(ValueError, match="--access-log-format: not an access log format: 'xml'"):
+        resolved(["--access-log-format", "xml"], {})

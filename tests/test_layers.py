@@ -23,7 +23,16 @@ ALLOWED = {
     "services": {"jobsvc", "jobsvc.domain", "jobsvc.storage", "jobsvc.services"},
     "http": {"jobsvc", "jobsvc.domain", "jobsvc.storage", "jobsvc.services", "jobsvc.http", "jobsvc.settings"},
     "settings": {"jobsvc", "jobsvc.domain"},
-    "cli": {"jobsvc", "jobsvc.domain", "jobsvc.storage", "jobsvc.services", "jobsvc.http", "jobsvc.settings"},
+    "cli": {
+        "jobsvc",
+        "jobsvc.domain",
+        "jobsvc.storage",
+        "jobsvc.services",
+        "jobsvc.http",
+        "jobsvc.settings",
+        "jobsvc.progress",
+    },
+    "progress": {"jobsvc"},
     # the pytest plugin and its servers sit on top, beside cli (which they start as a process, never import)
     "testing": {"jobsvc", "jobsvc.domain", "jobsvc.storage", "jobsvc.http", "jobsvc.settings", "jobsvc.testing"},
     "__main__": {"jobsvc.cli"},

@@ -495,3 +495,37 @@ async def test_a_live_log_archived_in_the_middle_of_a_read_goes_on_from_the_obje
     assert await chunk_rows(client) == []
     rest = b"".join([piece async for piece in pieces])  # the chunks are gone: from the archived object
     assert len(first) < len(expected) - 100 and sha(first + rest) == sha(expected[100:])
+
+
+async def test_readiness_heads_the_bucket(s3_client, s3_server, s3_bucket):
+    resp = await s3_client.get("/-/readiness")
+    assert resp.status == 200 and (await resp.json())["store_check"] == [{"status": "ok"}]
+    client = s3_server.client()
+    for item in client.list_objects_v2(Bucket=s3_bucket).get("Contents", []):
+        client.delete_object(Bucket=s3_bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=s3_bucket)
+    resp = await s3_client.get("/-/readiness")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["db_check"] == [{"status": "ok"}]
+    assert body["store_check"][0]["status"] == "failed"
+    assert body["store_check"][0]["message"].startswith("unexpected Store check result: cannot use s3://")
+
+
+def test_check_a_data_directory_with_its_bucket(tmp_path, world_file, s3_server, s3_bucket, s3_env, capsys):
+    from jobsvc.cli import main
+
+    url = store_url(s3_server, s3_bucket)
+    data_dir = str(tmp_path / "var")
+    assert main(["load", str(world_file), "--data-dir", data_dir, "--store-url", url]) == 0
+    assert main(["check", "--data-dir", data_dir, "--store-url", url]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("no problems")
+    client = s3_server.client()
+    [first, *_] = sorted(item["Key"] for item in client.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    client.delete_object(Bucket=s3_bucket, Key=first)
+    client.put_object(Bucket=s3_bucket, Key="ci/artifacts/999/" + 32 * "0", Body=b"orphan")
+    assert main(["check", "--data-dir", data_dir, "--store-url", url]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"missing: {first.removeprefix('ci/')}: the file of job ")
+    assert out[1] == f"orphan: artifacts/999/{32 * '0'}: no row points at it"
+    assert out[2].endswith("2 problem(s)")

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from jobsvc.domain.ratelimit import RateLimiter
 from jobsvc.http import routes
-from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, RATE_LIMITER, REPO, STORE, TRACES
+from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, METRICS, RATE_LIMITER, REPO, STORE, TRACES
+from jobsvc.http.metrics import Metrics, metrics_middleware
 from jobsvc.http.middleware import error_middleware, security_headers
 from jobsvc.services import artifacts, processing, traces
 from jobsvc.services.leases import Lease
@@ -78,8 +79,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[metrics_middleware, error_middleware])
     app[CONFIG] = config
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_background)
     app.on_response_prepare.append(security_headers)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from jobsvc.domain.ratelimit import RateLimiter
+    from jobsvc.http.metrics import Metrics
     from jobsvc.services.ratelimits import SharedRateLimiter
     from jobsvc.services.tracestore import TraceStore
     from jobsvc.settings import Config
@@ -21,5 +22,6 @@ REPO: web.AppKey[Repository] = web.AppKey("repo")
 STORE: web.AppKey[BlobStore] = web.AppKey("store")  # the blob store: a directory, or an S3 bucket
 TRACES: web.AppKey[TraceStore] = web.AppKey("traces")  # the log store that goes with it
 RATE_LIMITER: web.AppKey[RateLimiter | SharedRateLimiter] = web.AppKey("rate_limiter")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this app's Prometheus registry and counters
 # The external URL a fixture declared (the setting, when given, wins over it).
 EXTERNAL_URL: web.AppKey[str] = web.AppKey("external_url")

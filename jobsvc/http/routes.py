@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobsvc.http.handlers import actions, artifacts, jobs, meta, projects, runner
+from jobsvc.http.handlers import actions, artifacts, jobs, meta, monitoring, projects, runner
 
 API = "/api/v4"
 
@@ -39,6 +39,12 @@ def setup(app: web.Application) -> None:
     app.router.add_post(API + "/projects/{id}/jobs/{job_id}/artifacts/keep", artifacts.keep)
     app.router.add_delete(API + "/projects/{id}/jobs/{job_id}/artifacts", artifacts.delete_job_artifacts)
     app.router.add_delete(API + "/projects/{id}/artifacts", artifacts.delete_project_artifacts)
+
+    # GitLab's monitoring endpoints, outside the API
+    get("/-/health", monitoring.basic_health)
+    get("/-/liveness", monitoring.liveness)
+    get("/-/readiness", monitoring.readiness)
+    get("/-/metrics", monitoring.metrics)
 
     # the runner API
     app.router.add_post(API + "/runners", runner.register)

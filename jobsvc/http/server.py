@@ -19,6 +19,13 @@ of aiohttp's per-connection handlers, which enforces (``Limits``):
 - ``max_connections``: a connection past the cap is answered ``503`` with
   ``Connection: close`` and closed before any of it is read.
 
+Stopping (``running`` ending, on SIGTERM or SIGINT): the listening sockets close first, so no new
+connection is taken; idle keep-alive connections close; requests in flight (a download being sent,
+an upload being received) get ``shutdown_timeout`` seconds to finish, and are then cancelled and their
+connections closed, a client seeing its body cut short of Content-Length; ``abort_all`` (a second
+signal) cuts them off at once. Only then does the app's cleanup run: the background tasks stop and the
+database closes, after its write in flight.
+
 A request's head has arrived when aiohttp calls the app's request handler
 (``web.Server.request_handler``, wrapped here), and its response is complete
 when aiohttp's per-request task ends; both are aiohttp's public surfaces.
@@ -36,7 +43,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jobsvc.http.accesslog import AccessLogger, http_logger
+from jobsvc.http.accesslog import AccessLogger, JsonAccessLogger, flush_json_lines, http_logger
 from jobsvc.http.app import create_app
 from jobsvc.settings import Config
 
@@ -45,6 +52,7 @@ log = logging.getLogger(__name__)
 BACKLOG = 128
 _CLOSE_GRACE = 1.0  # seconds a closing connection may take to flush before it is aborted
 _EARLY = 0.001  # a timer that fires this close to its deadline counts as on time
+_CUT_OFF = 0.001  # seconds: the grace period of --shutdown-timeout 0
 
 
 def _canned(status: str, body: bytes) -> bytes:
@@ -127,6 +135,24 @@ class ConnectionGuard:
         self._watched[inner] = watched
         return watched
 
+    def in_flight(self) -> int:
+        """Requests whose response is not complete yet."""
+        return sum(1 for watched in self._watched.values() if watched.state == _BODY)
+
+    def abort_all(self) -> int:
+        """Drop every connection now (a second stop signal); returns how many there were.
+
+        A request's task is cancelled first: aborting the transport alone would leave a sendfile in
+        flight waiting for a socket the loop no longer watches."""
+        watched = [w for w in self._watched.values() if w.transport is not None]
+        for connection in watched:
+            if connection.task is not None and connection.state == _BODY:
+                connection.task.cancel()
+        for connection in watched:
+            if connection.transport is not None:
+                connection.transport.abort()
+        return len(watched)
+
     def _admit(self) -> bool:
         cap = self.limits.max_connections
         if cap and self.open >= cap:
@@ -155,6 +181,7 @@ class _Watched(asyncio.Protocol):
         self.state = _HEAD
         self.last_byte = self.loop.time()
         self.payload: Any = None
+        self.task: asyncio.Task[Any] | None = None  # the request's, while one is in flight
         # One timer per connection, re-armed lazily: a request moves ``deadline`` and leaves the timer be, so
         # keep-alive traffic makes no timer of its own (the timer, when early, re-arms for the deadline)
         self.timer: asyncio.TimerHandle | None = None
@@ -210,13 +237,15 @@ class _Watched(asyncio.Protocol):
         self._cancel_timer()
         self.state = _BODY
         self.payload = request.content
-        task = asyncio.current_task()
+        task = self.task = asyncio.current_task()
         if task is not None:
             task.add_done_callback(self._response_done)
         if self.guard.limits.body_timeout and not self.payload.is_eof():
             self._schedule(self.last_byte + self.guard.limits.body_timeout, self._check_body)
 
-    def _response_done(self, _task: asyncio.Task[Any]) -> None:
+    def _response_done(self, task: asyncio.Task[Any]) -> None:
+        if self.task is task:
+            self.task = None
         if self.transport is None or self.state != _BODY:
             return
         self._cancel_timer()
@@ -324,12 +353,15 @@ async def running(config: Config, sockets: list[socket.socket]) -> AsyncIterator
     app = create_app(config)
     runner = web.AppRunner(
         app,
+        # aiohttp reads 0 as "no limit"; here 0 means "cut off at once"
+        shutdown_timeout=max(config.shutdown_timeout, _CUT_OFF),
         keepalive_timeout=config.keepalive_timeout,
-        access_log_class=AccessLogger,
+        access_log_class=JsonAccessLogger if config.access_log_format == "json" else AccessLogger,
         logger=http_logger(),
         access_log=logging.getLogger("jobsvc.access") if config.access_log else None,
     )
     await runner.setup()
+    guard: ConnectionGuard | None = None
     try:
         assert runner.server is not None
         guard = ConnectionGuard(runner.server, Limits.of(config))
@@ -338,4 +370,13 @@ async def running(config: Config, sockets: list[socket.socket]) -> AsyncIterator
             log.debug("serving %s with %s, keep-alive %gs", url_of(sock), guard.limits, config.keepalive_timeout)
         yield guard
     finally:
+        in_flight = guard.in_flight() if guard is not None else 0
+        if in_flight:
+            log.info(
+                "stopping: no new connections; %d request(s) in flight get %gs to finish",
+                in_flight,
+                config.shutdown_timeout,
+            )
         await runner.cleanup()
+        flush_json_lines()
+        log.info("stopped: connections closed, database closed")

@@ -163,6 +163,16 @@ class BlobStore(Protocol):
         """Give up uploads a killed process left half-done (S3: pending multipart uploads)."""
         ...
 
+    async def check(self) -> None:
+        """Raise (OSError, or the store's own error, saying what) unless blobs can be stored now: cheap enough
+        for every readiness probe (a directory: its folders and a tiny file made and removed; S3: a HEAD of the
+        bucket)."""
+        ...
+
+    async def size_of(self, key: str) -> int | None:
+        """The size of a blob, or None when it is missing (``jobsvc check``)."""
+        ...
+
 
 def open_blob_store(data_dir: Path, *, min_free: int = 0, store_url: str = "") -> BlobStore:
     """The blob store a deployment names (not started yet): the directory under ``data_dir``, or with a

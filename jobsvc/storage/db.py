@@ -223,10 +223,12 @@ class Database:
         self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        """Close both connections, once the write in flight (if any) has committed or rolled back."""
+        async with self._lock:
+            for conn in (self._reader, self._writer):
+                if conn is not None:
+                    await conn.close()
+            self._reader = self._writer = None
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         assert self._reader is not None, "database is not open"

@@ -11,7 +11,7 @@ import io
 import json
 import sqlite3
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +32,13 @@ from jobsvc.storage.unit import Unit
 # --- loading ----------------------------------------------------------------------------
 
 ONE_SECOND = timedelta(seconds=1)
+
+# told the jobs loaded so far and the fixture's number of jobs, after each job
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
 
 
 @dataclass
@@ -104,8 +111,10 @@ def stage_order(stages: list[str]) -> dict[str, int]:
 class _Loader:
     """One fixture's trip into the database, inside one write transaction."""
 
-    def __init__(self, tx: Tx, store: BlobStore, fixture: Fixture):
+    def __init__(self, tx: Tx, store: BlobStore, fixture: Fixture, progress: Progress = _no_progress):
         self.tx, self.store, self.fixture = tx, store, fixture
+        self.progress = progress
+        self.total_jobs = sum(len(pl["jobs"]) for pr in fixture.data["projects"] for pl in pr["pipelines"])
         self.problems: list[str] = []
         self.written: list[StoredFile] = []
         self.users: dict[str, int] = {}
@@ -502,6 +511,7 @@ class _Loader:
         if artifacts:
             await self._archive(job_id, project_id, artifacts, expire_at, where)
         self.summary.jobs += 1
+        self.progress(self.summary.jobs, self.total_jobs)
 
     async def _trace(self, job_id: int, project_id: int, job: Mapping[str, Any], where: str) -> None:
         finished = job["status"] in {"success", "failed", "canceled", "skipped"}
@@ -572,8 +582,11 @@ async def already_loaded(conn: Reader, fixture: Fixture) -> bool:
     return found is not None
 
 
-async def load_fixture(repo: Repository, store: BlobStore, fixture: Fixture) -> LoadSummary:
-    """Load a validated fixture, all or nothing; a file loaded before is skipped."""
+async def load_fixture(
+    repo: Repository, store: BlobStore, fixture: Fixture, progress: Progress = _no_progress
+) -> LoadSummary:
+    """Load a validated fixture, all or nothing; a file loaded before is skipped. ``progress`` hears of
+    each job loaded (from the start again should the transaction run again)."""
     if await already_loaded(repo.db, fixture):
         return LoadSummary(fixture.name, skipped=True)
     written: list[StoredFile] = []
@@ -583,7 +596,7 @@ async def load_fixture(repo: Repository, store: BlobStore, fixture: Fixture) -> 
         # and a second load must write nothing, not even a file
         if await already_loaded(unit.tx, fixture):
             return LoadSummary(fixture.name, skipped=True)
-        loader = _Loader(unit.tx, store, fixture)
+        loader = _Loader(unit.tx, store, fixture, progress)
         try:
             return await loader.run()
         finally:

@@ -132,6 +132,16 @@ class S3Blobs:
         for key in await self.s3.abort_stale_uploads(self.orphan_grace):
             log.warning("aborted a multipart upload left pending for %s", key)
 
+    async def check(self) -> None:
+        """A HEAD of the bucket: reachable, and these credentials may use it."""
+        await self.s3.check()
+
+    async def size_of(self, key: str) -> int | None:
+        try:
+            return (await self.s3.head(key)).size
+        except FileNotFoundError:
+            return None
+
     # --- reads -------------------------------------------------------------------------------
 
     async def download(self, key: str) -> S3Archive:

@@ -280,6 +280,36 @@ class Store:
     async def sweep_stale_uploads(self) -> None:
         """Nothing to do while running: ``tmp/`` holds only uploads in flight (prepare() clears it on start)."""
 
+    async def check(self) -> None:
+        await asyncio.to_thread(self._check)
+
+    def _check(self) -> None:
+        for sub in ("tmp", "artifacts", "traces"):
+            if not (self.root / sub).is_dir():
+                raise StoreError(f"{self.root / sub} is not a directory")
+        probe = self._temp_path()  # in tmp/, so a crash between the two steps leaves what start removes
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+
+    async def size_of(self, key: str) -> int | None:
+        try:
+            return (await asyncio.to_thread(os.stat, self.path(key))).st_size
+        except FileNotFoundError:
+            return None
+
+    def trace_files(self) -> list[tuple[int, str]]:
+        """The job id and key of every log file under ``traces/`` (blocking; ``jobsvc check``)."""
+        found = []
+        for path in (self.root / "traces").glob("*.log"):
+            key = path.relative_to(self.root).as_posix()
+            if _KEY.match(key):
+                found.append((int(path.stem), key))
+        return sorted(found)
+
     # --- logs --------------------------------------------------------------------------
 
     def trace_path(self, job_id: int) -> Path:

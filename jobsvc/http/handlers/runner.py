@@ -13,7 +13,7 @@ from jobsvc.http import body
 from jobsvc.http.auth import job_token_principal
 from jobsvc.http.handlers.artifacts import send_archive
 from jobsvc.http.handlers.base import find_project_by_id, int_param, json_response
-from jobsvc.http.keys import CONFIG, REPO, STORE, TRACES
+from jobsvc.http.keys import CONFIG, METRICS, REPO, STORE, TRACES
 from jobsvc.http.params import load
 from jobsvc.http.runner_params import (
     RUNNER_STATES,
@@ -129,6 +129,7 @@ async def patch_trace(request: web.Request) -> web.StreamResponse:
     if not result.accepted:
         return json_response({"error": "416 Range Not Satisfiable"}, status=416, headers=headers)
     headers["X-GitLab-Trace-Update-Interval"] = "60"
+    request.app[METRICS].trace_appended(max(0, result.size - start))
     return web.Response(status=202, headers=headers)
 
 
@@ -202,6 +203,7 @@ async def upload_artifacts(request: web.Request) -> web.Response:
             job = await jobstate.authenticate_job(repo, job_id, fields.get("token"))
         upload = _upload(job, fields, filename, config.default_artifacts_expire_in)
         await artifacts.accept_upload(repo, store, upload, incoming)
+        request.app[METRICS].artifact_uploaded(incoming.size)
     except TooLarge:
         raise _too_large() from None
     except artifacts.UploadRejected as exc:
