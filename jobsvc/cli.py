@@ -299,6 +299,7 @@ def load(data_dir: Path, path: str, store_url: str = "", database_url: str = "")
         _check_store(store_url)
         folder = DataDir(data_dir)
         try:
+
             def counted(done: int, total: int) -> None:
                 progress.count("loading", done, total, "jobs")
 
