@@ -538,6 +538,8 @@ async def test_signing_out(client):
         ("multipart/form-data; boundary=zz", b'--zz\r\nContent-Disposition: form-data; name="token"\r\n\r\nx'),
         ("multipart/form-data", b"no boundary"),
         ("application/x-www-form-urlencoded", b"\xff\xfe=%ff&token"),
+        ("multipart/form-data; boundary=zz", b"--zz\r\nC\r\n\r\nx\r\n--zz--\r\n"),  # a part's header is broken
+        ("application/x-www-form-urlencoded; charset=no-such-charset", b"token=x"),
     ],
 )
 async def test_a_broken_form_is_refused_without_a_5xx(client, content_type, body):

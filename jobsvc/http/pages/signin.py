@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from jobsvc.domain import errors
 from jobsvc.http.pages import respond, session
@@ -16,7 +17,7 @@ async def _form(request: web.Request) -> dict[str, str]:
         return {}
     try:
         data = await request.post()
-    except (ValueError, UnicodeDecodeError, AssertionError):
+    except (ValueError, LookupError, AssertionError, HttpProcessingError):  # a body cut short, a bad part, a charset
         return {}
     return {key: value for key, value in data.items() if isinstance(value, str)}
 
