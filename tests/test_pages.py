@@ -212,6 +212,8 @@ async def test_a_running_jobs_page_tails_its_log(client):
     offset = len(b"started\n" + complete)
     assert f'data-offset="{offset}"' in text and 'data-next-line="3"' in text and "half a li" not in text
     assert '<span class="fg-2">green</span>' in text
+    pending = await page(client, f"/{PRIVATE}/-/jobs/21")  # no log yet: it may come
+    assert 'class="log live"' in pending and 'id="log-empty"' not in pending
 
 
 async def test_the_raw_log_answers_ranges_and_the_jobs_status(client):
@@ -591,3 +593,25 @@ async def test_the_stylesheets_and_script_are_served(client):
     palette = await (await client.get("/assets/ansi.css")).text()
     assert ".log .fg-196 { color: #ff0000; }" in palette
     assert (await client.get("/assets/../setup.cfg")).status == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "allow_failure", "shown"),
+    [
+        ("success", False, {"group": "success", "label": "passed"}),
+        ("failed", False, {"group": "failed", "label": "failed"}),
+        ("failed", True, {"group": "warning", "label": "failed (allowed to fail)"}),
+        ("manual", True, {"group": "manual", "label": "manual"}),
+        ("waiting_for_resource", False, {"group": "waiting_for_resource", "label": "waiting"}),
+    ],
+)
+def test_how_a_status_is_shown(status, allow_failure, shown):
+    assert respond.status_of(status, allow_failure) == shown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, ""), (0, "0s"), (59.9, "59s"), (61, "1m 1s"), (3600, "1h 0m 0s"), (-3, "0s")]
+)
+def test_durations_as_people_read_them(seconds, text):
+    assert respond.took(seconds) == text
+    assert respond.when("2015-12-24T15:51:21.802Z") == "2015-12-24 15:51 UTC" and respond.when(None) == ""

@@ -156,7 +156,7 @@ async def job(request: web.Request) -> web.StreamResponse:
     project, access, row = await job_of(request)
     entity = entities.job(row, "", utcnow())
     log_allowed = not debug_trace(row) or access.at_least(policy.DEVELOPER)
-    live = row["status"] in ("running", "canceling")
+    live = row["status"] in respond.ACTIVE  # a log may still come or grow: the page tails it
     log: dict[str, Any] | None = None
     if log_allowed:
         tail = await read_log_tail(request, row["id"], LOG_LIMIT)
