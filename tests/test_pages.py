@@ -593,6 +593,8 @@ async def test_the_stylesheets_and_script_are_served(client):
     palette = await (await client.get("/assets/ansi.css")).text()
     assert ".log .fg-196 { color: #ff0000; }" in palette
     assert (await client.get("/assets/../setup.cfg")).status == 404
+    assert (await client.get("/assets/__init__.py")).status == 404  # only the pages' own files
+    assert (await client.get("/assets/templates%2Fbase.html")).status == 404
 
 
 @pytest.mark.parametrize(

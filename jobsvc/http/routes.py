@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
 
 from jobsvc.http.handlers import actions, artifacts, jobs, meta, projects, runner
-from jobsvc.http.pages import browse, signin, views
+from jobsvc.http.pages import assets, browse, signin, views
 
 API = "/api/v4"
-STATIC = Path(__file__).resolve().parent / "pages" / "static"
 # A project's full path on the pages: two or more segments, none of them "-" (GitLab's separator before
 # a project's own pages), and not under a name GitLab keeps for itself (api, -, users, explore, assets).
 PROJECT = "/{project:(?!(?:api|-|users|explore|assets)/)(?:(?!-/)[^/]+/)+(?!-/)[^/]+}"
@@ -63,8 +60,7 @@ def setup(app: web.Application) -> None:
     get("/users/sign_in", signin.sign_in_form)
     app.router.add_post("/users/sign_in", signin.sign_in)
     app.router.add_post("/users/sign_out", signin.sign_out)
-    get("/assets/ansi.css", views.palette)
-    app.router.add_static("/assets/", STATIC)
+    get("/assets/{name}", assets.asset)
     get(PROJECT, views.project)
     get(PROJECT + "/-/pipelines", views.pipelines)
     get(PROJECT + "/-/pipelines/{pipeline_id}", views.pipeline)

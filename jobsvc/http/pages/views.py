@@ -27,16 +27,10 @@ from jobsvc.storage.blobs import Download, LocalBlob
 from jobsvc.storage.rows import Row
 
 LOG_LIMIT = 1024 * 1024  # the most of a log a page shows: its end
-PALETTE_CSS = ansi.palette_css()
 
 
 async def root(request: web.Request) -> web.StreamResponse:
     return respond.see_other("/explore/projects", 302)
-
-
-async def palette(request: web.Request) -> web.StreamResponse:
-    """``/assets/ansi.css``: the 256-colour classes of the log renderer."""
-    return web.Response(text=PALETTE_CSS, content_type="text/css", headers={"Cache-Control": "max-age=86400"})
 
 
 async def project_of(request: web.Request) -> tuple[Row, policy.Access]:
