@@ -12,6 +12,7 @@ import re
 import zipfile
 from dataclasses import replace
 
+import aiohttp
 import pytest
 
 from jobsvc.http.app import create_app
@@ -347,11 +348,31 @@ def test_hostile_artifact_names_are_listed_without_links():
     assert folder([(b"a//b.txt", 3)], "a/").folders == [("", None)]
 
 
-async def test_hostile_artifact_names_are_escaped_on_the_page(client, config):
-    await sign_in(client, "root")
-    text = await page(client, f"/{PUBLIC}/-/jobs/31/artifacts/browse/docs")
-    assert entries(text) == ["index.html"]
-    assert "<script" not in text
+async def test_hostile_artifact_names_are_escaped_on_the_page(client):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in [
+            '"><img src=x onerror=alert(1)>.txt',
+            "../escape.txt",
+            "<script>alert(2)</script>/x.txt",
+            "ok.txt",
+        ]:
+            archive.writestr(name, b"x")
+    form = aiohttp.FormData()
+    form.add_field("file", buffer.getvalue(), filename="artifacts.zip", content_type="application/octet-stream")
+    uploaded = await client.post(
+        "/api/v4/jobs/11/artifacts?artifact_type=archive&artifact_format=zip",
+        data=form,
+        headers={"JOB-TOKEN": RUNNING_JOB_TOKEN},
+    )
+    assert uploaded.status == 201, await uploaded.text()
+    await sign_in(client, "developer")
+    text = await page(client, f"/{PRIVATE}/-/jobs/11/artifacts/browse")
+    # folders first ("</script>" holds a slash: the folder is "<script>alert(2)<"), then files
+    assert entries(text) == ["../", "<script>alert(2)</", '"><img src=x onerror=alert(1)>.txt', "ok.txt"]
+    assert "<img" not in text and "<script>" not in text
+    assert '<span class="unlinked">../</span>' in text  # a browser would resolve it: no link
+    assert f'href="/{PRIVATE}/-/jobs/11/artifacts/raw/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.txt"' in text
 
 
 # --- web_url opens the page -----------------------------------------------------------------------
