@@ -23,6 +23,7 @@ from jobsvc.http.keys import REPO, STORE, TRACES
 from jobsvc.services import artifacts
 from jobsvc.storage import zipindex
 from jobsvc.storage.blobs import LocalBlob
+from jobsvc.storage.rows import Row
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +133,17 @@ async def download_by_ref(request: web.Request) -> web.StreamResponse:
     return await send_archive(request, job["id"])
 
 
+def available(archive: Row | None) -> bool:
+    """An archive whose files may be read one by one: not expired, or kept by its pipeline (artifacts_locked)."""
+    if archive is None:
+        return False
+    expired = archive["expire_at"] is not None and archive["expire_at"] <= format_utc(utcnow())
+    return not expired or bool(archive["artifacts_locked"])
+
+
 async def send_entry(request: web.Request, job_id: int, *, check_available: bool) -> web.StreamResponse:
     archive = await repo(request).archive(job_id)
-    now = format_utc(utcnow())
-    expired = archive is not None and archive["expire_at"] is not None and archive["expire_at"] <= now
-    if archive is None or (check_available and expired and not archive["artifacts_locked"]):
+    if archive is None or (check_available and not available(archive)):
         raise errors.not_found()
     try:
         name = zipstream.request_entry_path(request, "artifact_path")

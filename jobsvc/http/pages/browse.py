@@ -16,9 +16,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from jobsvc.domain.timefmt import format_utc, utcnow
 from jobsvc.http import zipstream
-from jobsvc.http.handlers.artifacts import send_archive, send_entry
+from jobsvc.http.handlers.artifacts import available, send_archive, send_entry
 from jobsvc.http.handlers.base import repo
 from jobsvc.http.keys import STORE
 from jobsvc.http.pages import respond
@@ -90,8 +89,7 @@ async def browse(request: web.Request) -> web.StreamResponse:
     """``/-/jobs/<id>/artifacts/browse[/path]``."""
     project, _access, job = await job_of(request)
     archive = await repo(request).archive(job["id"])
-    expired = archive is not None and archive["expire_at"] is not None and archive["expire_at"] <= format_utc(utcnow())
-    if archive is None or (expired and not archive["artifacts_locked"]):
+    if archive is None or not available(archive):
         raise NotFound()
     path = request.match_info.get("path", "")
     try:
