@@ -104,6 +104,8 @@ SEGMENTS = {
     "pipeline_id": ["6", "30", "60"],
     "ref_name": ["master", "main", "feature%2Fx.y"],
     "artifact_path": ["out/hello.txt", "dist/app.txt", "my%20dir/my%20file.txt"],
+    "project": ["gitlab-org/gitlab-test", "group/sub/public-proj"],  # the pages' project paths
+    "path": ["dist", "my%20dir/", ""],
 }
 PERCENT_BYTES = st.binary(min_size=1, max_size=6).map(lambda raw: quote_from_bytes(raw, safe=""))
 

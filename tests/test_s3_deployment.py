@@ -529,3 +529,23 @@ def test_check_a_data_directory_with_its_bucket(tmp_path, world_file, s3_server,
     assert out[0].startswith(f"missing: {first.removeprefix('ci/')}: the file of job ")
     assert out[1] == f"orphan: artifacts/999/{32 * '0'}: no row points at it"
     assert out[2].endswith("2 problem(s)")
+
+
+async def test_the_pages_read_logs_and_archives_from_the_bucket(s3_client):
+    """The job page, its raw log and the artifact browser on a bucket: live chunks, then the archived object."""
+    from tests.test_pages import page, sign_in
+
+    await sign_in(s3_client, "developer")
+    assert (await patch(s3_client, b"\x1b[31mred\x1b[0m\nhal", 8)).status == 202
+    live = await page(s3_client, "/gitlab-org/gitlab-test/-/jobs/11")
+    assert '<span class="fg-1">red</span>' in live and 'data-offset="21"' in live and "hal<" not in live
+    tail = await s3_client.get("/gitlab-org/gitlab-test/-/jobs/11/raw", headers={"Range": "bytes=8-"})
+    assert tail.status == 206 and await tail.read() == b"\x1b[31mred\x1b[0m\nhal"
+    finished = await s3_client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "success"})
+    assert finished.status == 200
+    archived = await page(s3_client, "/gitlab-org/gitlab-test/-/jobs/11")
+    assert '<span class="fg-1">red</span>' in archived and '<span class="lt">hal</span>' in archived
+    listing = await page(s3_client, "/group/sub/public-proj/-/jobs/31/artifacts/browse/dist")
+    assert 'href="/group/sub/public-proj/-/jobs/31/artifacts/raw/dist/app.txt"' in listing
+    file = await s3_client.get("/group/sub/public-proj/-/jobs/31/artifacts/raw/dist/app.txt")
+    assert file.status == 200 and await file.read() == b"app\n"

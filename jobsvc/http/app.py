@@ -15,6 +15,7 @@ from jobsvc.http import routes
 from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, METRICS, RATE_LIMITER, REPO, STORE, TRACES
 from jobsvc.http.metrics import Metrics, metrics_middleware
 from jobsvc.http.middleware import error_middleware, security_headers
+from jobsvc.http.pages import respond
 from jobsvc.services import artifacts, processing, traces
 from jobsvc.services.leases import Lease
 from jobsvc.services.ratelimits import SharedRateLimiter
@@ -85,5 +86,6 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_background)
     app.on_response_prepare.append(security_headers)
+    respond.setup(app)  # the pages' templates
     routes.setup(app)
     return app

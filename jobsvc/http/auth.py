@@ -126,6 +126,12 @@ async def require(request: web.Request, *, job_token_allowed: bool = False) -> P
     return principal
 
 
+async def personal_token_principal(request: web.Request, token: str) -> Principal:
+    """The user a personal access token stands for, checked as for a read (the pages' session holds one):
+    unknown, expired and revoked tokens and blocked users raise the API's errors."""
+    return await _by_pat(request.app[REPO], token, "GET", base_url(request))
+
+
 async def job_token_principal(request: web.Request, token: str) -> Principal | None:
     """The caller a job token stands for (its job's user), for the runner's own routes."""
     return await _by_job_token(request.app[REPO], token, base_url(request))

@@ -264,7 +264,7 @@ async def send_file(
 def _snapshot(path: Path, range_header: str | None, if_range: str | None, want_body: bool) -> _Snapshot:
     """Open, stat, decide and read a small range in one worker-thread hop (a cold pread blocks)."""
     with contextlib.ExitStack() as cleanup:
-        file, st = _open_regular(path)
+        file, st = open_regular(path)
         cleanup.enter_context(file)
         etag = make_etag(st.st_size, st.st_mtime_ns, st.st_ino)
         decision = plan_range(range_header, if_range, size=st.st_size, etag=etag, last_modified=st.st_mtime)
@@ -279,7 +279,7 @@ def _snapshot(path: Path, range_header: str | None, if_range: str | None, want_b
         return snapshot
 
 
-def _open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
+def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
     """Open ``path`` and stat the open descriptor; anything but a regular file counts as missing.
 
     Everything sent comes from this one descriptor and stat, so a concurrent rename cannot

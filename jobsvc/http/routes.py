@@ -5,8 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobsvc.http.handlers import actions, artifacts, jobs, meta, monitoring, projects, runner
+from jobsvc.http.pages import assets, browse, signin, views
 
 API = "/api/v4"
+# A project's full path on the pages: two or more segments, none of them "-" (GitLab's separator before
+# a project's own pages), and not under a name GitLab keeps for itself (api, -, users, explore, assets).
+PROJECT = "/{project:(?!(?:api|-|users|explore|assets)/)(?:(?!-/)[^/]+/)+(?!-/)[^/]+}"
 
 
 def setup(app: web.Application) -> None:
@@ -55,3 +59,20 @@ def setup(app: web.Application) -> None:
     app.router.add_patch(API + "/jobs/{job_id}/trace", runner.patch_trace)
     app.router.add_post(API + "/jobs/{job_id}/artifacts", runner.upload_artifacts)
     get(API + "/jobs/{job_id}/artifacts", runner.download_dependency)
+
+    # the pages for people, at GitLab's web paths (jobsvc/http/pages)
+    get("/", views.root)
+    get("/explore/projects", views.projects)
+    get("/users/sign_in", signin.sign_in_form)
+    app.router.add_post("/users/sign_in", signin.sign_in)
+    app.router.add_post("/users/sign_out", signin.sign_out)
+    get("/assets/{name}", assets.asset)
+    get(PROJECT, views.project)
+    get(PROJECT + "/-/pipelines", views.pipelines)
+    get(PROJECT + "/-/pipelines/{pipeline_id}", views.pipeline)
+    get(PROJECT + "/-/jobs/{job_id}", views.job)
+    get(PROJECT + "/-/jobs/{job_id}/raw", views.raw_log)
+    get(PROJECT + "/-/jobs/{job_id}/artifacts/browse", browse.browse)
+    get(PROJECT + "/-/jobs/{job_id}/artifacts/browse/{path:[\\s\\S]*}", browse.browse)
+    get(PROJECT + "/-/jobs/{job_id}/artifacts/download", browse.download)
+    get(PROJECT + "/-/jobs/{job_id}/artifacts/raw/{artifact_path:[\\s\\S]+}", browse.raw_file)

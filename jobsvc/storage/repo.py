@@ -302,6 +302,17 @@ class Repository(Statements):
         )
         return Page(rows, total=count["n"] if count else 0)
 
+    async def latest_jobs(self, pipeline_ids: Sequence[int]) -> list[Row]:
+        """The latest (not retried) jobs of some pipelines, in id order, for their stage graphs on the pages."""
+        if not pipeline_ids:
+            return []
+        marks = ", ".join("?" * len(pipeline_ids))
+        return await self.db.fetchall(
+            f"""SELECT id, pipeline_id, name, stage, stage_idx, status, allow_failure FROM jobs
+                 WHERE pipeline_id IN ({marks}) AND retried = 0 ORDER BY pipeline_id, id""",
+            tuple(pipeline_ids),
+        )
+
     async def latest_successful_job_for_ref(self, project_id: int, ref: str, job_name: str) -> Row | None:
         """``Project#latest_successful_build_for_ref!``: the newest successful pipeline for the ref, then the
         latest job of that name with an archive in it or its child pipelines; no fall-back to older pipelines."""

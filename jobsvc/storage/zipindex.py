@@ -267,6 +267,10 @@ class _Index:
     starts: array[int]  # sorted distinct local header offsets
     cd_offset: int
 
+    def listing(self) -> list[tuple[bytes, int]]:
+        """Each entry name (the first of duplicates), in the directory's order, with its uncompressed size."""
+        return [(name, _central_record(self.central, pos).file_size) for name, pos in self.names.items()]
+
     def find(self, name: str) -> EntryInfo | None:
         pos = self.names.get(name.encode("utf-8"))
         if pos is None:
@@ -390,17 +394,23 @@ class IndexCache:
         self._loading: dict[Hashable, asyncio.Task[_Index]] = {}  # ranged loads in flight (event loop only)
 
     async def find(self, path: str, name: str) -> EntryInfo | None:
+        return (await self.index(path)).find(name)
+
+    async def find_in(self, reader: RangeReader, name: str) -> EntryInfo | None:
+        return (await self.index_in(reader)).find(name)
+
+    async def index(self, path: str) -> _Index:
         index = self._get(archive_key(path, os.stat(path)))
         if index is None:
             index = await asyncio.to_thread(self._load, path)
-        return index.find(name)
+        return index
 
-    async def find_in(self, reader: RangeReader, name: str) -> EntryInfo | None:
+    async def index_in(self, reader: RangeReader) -> _Index:
         key, size = await reader.version()
         index = self._get(key)
         if index is None:
             index = await self._load_from(reader, key, size)
-        return index.find(name)
+        return index
 
     async def _load_from(self, reader: RangeReader, key: Hashable, size: int) -> _Index:
         loop = asyncio.get_running_loop()
@@ -464,6 +474,17 @@ async def find_entry(
 async def find_entry_in(reader: RangeReader, name: str, *, cache: IndexCache | None = None) -> EntryInfo | None:
     """:func:`find_entry` for an archive read by byte ranges (an object in S3)."""
     return await (cache or CACHE).find_in(reader, name)
+
+
+async def list_entries(archive_path: str | os.PathLike[str]) -> list[tuple[bytes, int]]:
+    """Every entry of a local archive as (raw name, uncompressed size), from the cached index; raises as
+    :func:`find_entry` does."""
+    return (await CACHE.index(os.fspath(archive_path))).listing()
+
+
+async def list_entries_in(reader: RangeReader) -> list[tuple[bytes, int]]:
+    """:func:`list_entries` for an archive read by byte ranges."""
+    return (await CACHE.index_in(reader)).listing()
 
 
 class Member(NamedTuple):

@@ -23,6 +23,7 @@ from jobsvc.http.keys import REPO, STORE, TRACES
 from jobsvc.services import artifacts
 from jobsvc.storage import zipindex
 from jobsvc.storage.blobs import LocalBlob
+from jobsvc.storage.rows import Row
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ ARCHIVE_HEADERS = {
 }
 
 
-def _readable(access: policy.Access) -> None:
+def readable(access: policy.Access) -> None:
     """read_build, then read_job_artifacts (jobsvc has no per-job artifact access levels: the same rule)."""
     if not access.read_build():
         raise errors.forbidden()
@@ -103,7 +104,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     """``GET /projects/:id/jobs/:job_id/artifacts``."""
     principal = await authenticate(request, job_token_allowed=True)
     project, access = await find_project(request, principal)
-    _readable(access)
+    readable(access)
     job = await job_of(request, project)
     return await send_archive(request, job["id"])
 
@@ -119,7 +120,7 @@ async def _job_for_ref(request: web.Request) -> tuple:
     principal = await authenticate(request, job_token_allowed=True)
     name = _job_name(request)
     project, access = await find_project(request, principal)
-    _readable(access)
+    readable(access)
     job = await repo(request).latest_successful_job_for_ref(project["id"], request.match_info["ref_name"], name)
     if job is None:
         raise errors.record_not_found()
@@ -132,11 +133,17 @@ async def download_by_ref(request: web.Request) -> web.StreamResponse:
     return await send_archive(request, job["id"])
 
 
-async def _send_entry(request: web.Request, job_id: int, *, check_available: bool) -> web.StreamResponse:
+def available(archive: Row | None) -> bool:
+    """An archive whose files may be read one by one: not expired, or kept by its pipeline (artifacts_locked)."""
+    if archive is None:
+        return False
+    expired = archive["expire_at"] is not None and archive["expire_at"] <= format_utc(utcnow())
+    return not expired or bool(archive["artifacts_locked"])
+
+
+async def send_entry(request: web.Request, job_id: int, *, check_available: bool) -> web.StreamResponse:
     archive = await repo(request).archive(job_id)
-    now = format_utc(utcnow())
-    expired = archive is not None and archive["expire_at"] is not None and archive["expire_at"] <= now
-    if archive is None or (check_available and expired and not archive["artifacts_locked"]):
+    if archive is None or (check_available and not available(archive)):
         raise errors.not_found()
     try:
         name = zipstream.request_entry_path(request, "artifact_path")
@@ -168,24 +175,24 @@ async def file(request: web.Request) -> web.StreamResponse:
     """``GET /projects/:id/jobs/:job_id/artifacts/*artifact_path``: one file out of the archive."""
     principal = await authenticate(request, job_token_allowed=True)
     project, access = await find_project(request, principal)
-    _readable(access)
+    readable(access)
     job = await job_of(request, project)
-    return await _send_entry(request, job["id"], check_available=True)
+    return await send_entry(request, job["id"], check_available=True)
 
 
 async def raw_by_ref(request: web.Request) -> web.StreamResponse:
     """``GET /projects/:id/jobs/artifacts/:ref_name/raw/*artifact_path?job=NAME``."""
     _project, job = await _job_for_ref(request)
-    return await _send_entry(request, job["id"], check_available=False)
+    return await send_entry(request, job["id"], check_available=False)
 
 
 async def trace(request: web.Request) -> web.StreamResponse:
     """``GET /projects/:id/jobs/:job_id/trace``: GitLab's plain answer, and ranges for who asks for them."""
     principal = await require(request)
     project, access = await find_project(request, principal)
-    _readable(access)
+    readable(access)
     job = await job_of(request, project)
-    if _debug_trace(job) and not access.at_least(policy.DEVELOPER):
+    if debug_trace(job) and not access.at_least(policy.DEVELOPER):
         raise errors.forbidden()
     headers = {"Content-Disposition": f'infile; filename="{job["id"]}.log"'}
     try:
@@ -199,7 +206,7 @@ async def trace(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200, body=b"", content_type="text/plain", headers=headers)
 
 
-def _debug_trace(job) -> bool:
+def debug_trace(job) -> bool:
     """CI_DEBUG_TRACE / CI_DEBUG_SERVICES make the log readable by developers only (read_build_trace)."""
     variables = {**json.loads(job["variables"] or "{}"), **{v["key"]: v["value"] for v in json.loads(
         job["job_variables"] or "[]")}}  # fmt: skip

@@ -21,6 +21,7 @@ __all__ = [
     "base_url",
     "find_project",
     "find_project_by_id",
+    "find_project_by_path",
     "int_param",
     "job_of",
     "json_response",
@@ -73,6 +74,12 @@ async def find_project(request: web.Request, principal: Principal | None) -> tup
 
 async def find_project_by_id(request: web.Request, principal: Principal | None, project_id: int) -> tuple[Row, Access]:
     row = await repo(request).project_by_id(project_id, principal.user_id if principal else None)
+    return _readable_project(row, principal)
+
+
+async def find_project_by_path(request: web.Request, principal: Principal | None, path: str) -> tuple[Row, Access]:
+    """A project by its full path (a page's URL), 404 when not readable, as ``find_project``."""
+    row = await repo(request).project_by_path(path, principal.user_id if principal else None)
     return _readable_project(row, principal)
 
 
