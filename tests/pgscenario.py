@@ -116,6 +116,9 @@ async def _api(client, tmp_path: Path) -> None:
     await ok("GET", "/projects?order_by=name", headers=root)
     await ok("GET", "/projects/1", headers=root)
     await ok("GET", "/projects/gitlab-org%2Fgitlab-test", headers=dev)
+    # the pages for people: the pipelines list draws each pipeline's jobs (repo.latest_jobs)
+    page = await client.get("/group/sub/public-proj/-/pipelines")
+    assert page.status == 200, page.status
     # pipelines and their jobs
     for query in (
         "",

@@ -52,12 +52,12 @@ async def test_requests_are_counted_by_route_pattern_and_status(client):
 
 
 async def test_labels_stay_bounded_whatever_the_client_sends(client):
-    await client.get("/no/such/path/12345")
+    await client.get("/-/no/such/path/12345")  # no route: not a project path either
     await client.request("PROPFIND", "/api/v4/projects/1/jobs/8")  # WebDAV's: aiohttp's parser knows it
     await client.get("/api/v4/projects/1/jobs/8", headers=auth("root"))
     resp = await client.get("/-/metrics")
     text = await resp.text()
-    assert "/no/such/path" not in text and "/projects/1/jobs/8" not in text and "PROPFIND" not in text
+    assert "/-/no/such/path" not in text and "/projects/1/jobs/8" not in text and "PROPFIND" not in text
     samples = await scrape(client)
     assert requests(samples, "GET", UNMATCHED, 404) == 1
     assert requests(samples, "other", UNMATCHED, 404) == 1  # the catch-all's 404 for a method no route has

@@ -59,6 +59,7 @@ async def test_readiness_fails_with_the_database_closed_and_recovers(client):
     assert resp.status == 200 and await resp.json() == READY
 
 
+@pytest.mark.directory_store
 async def test_readiness_fails_when_the_store_directory_is_gone(client, config):
     shutil.rmtree(config.data_dir / "artifacts")
     resp = await client.get("/-/readiness")
@@ -72,6 +73,7 @@ async def test_readiness_fails_when_the_store_directory_is_gone(client, config):
     assert (await client.get("/-/readiness")).status == 200
 
 
+@pytest.mark.directory_store
 async def test_readiness_fails_when_the_store_cannot_be_written(client, config):
     if os.geteuid() == 0:  # root writes anywhere: take the folder away instead
         shutil.rmtree(config.data_dir / "tmp")
