@@ -81,8 +81,9 @@ async def test_slow_heads_are_cut_off_while_a_normal_client_is_served(config):
     for elapsed, received in results:
         assert 0.45 <= elapsed < 1.5
         assert received.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
-    assert len(latencies) >= 10
-    assert max(latencies) < 0.3, latencies
+    # served all along, never held up to a slow head's 0.5 s timeout (bounds loose enough for a loaded machine)
+    assert len(latencies) >= 5
+    assert max(latencies) < 0.45, latencies
     assert guard.open == 0
 
 
