@@ -312,7 +312,7 @@ def set_up(args: argparse.Namespace, run: Path, stack: contextlib.ExitStack, wit
                 env,
             )
 
-    chunks = list(storage_data.log_chunks(args.log_mib))
+    chunks = list(storage_data.log_chunks(args.log_mib, incompressible=args.incompressible_log))
     whole = b"".join(chunks)
     setup = Setup(info, servers, whole[-TAIL:], len(whole), backing, pg)
     for name in ("sqlite", "pg", "pg+s3"):  # one process of each database and store
@@ -571,14 +571,21 @@ def report_row(results: dict, kind: str, target: str, placement: str) -> str:
     )
 
 
-def server_log_problems(setup: Setup) -> dict[str, dict[str, int]]:
-    """Per server: lines with ERROR or Traceback, the start-up ones about missing artifact files counted apart."""
-    found = {}
+def _flagged(line: str) -> bool:
+    return ("ERROR" in line or "Traceback" in line) and "is missing;" not in line
+
+
+def server_log_problems(setup: Setup) -> dict[str, dict]:
+    """Per server: lines with ERROR or Traceback (how many, and the first few with the 20 lines after each),
+    the start-up ones about missing artifact files counted apart."""
+    found: dict[str, dict] = {}
     for server in setup.servers.values():
         lines = server.log.read_text(errors="replace").splitlines()
         missing = sum("is missing; its downloads answer 404" in line for line in lines)
-        errors = sum(("ERROR" in line or "Traceback" in line) and "is missing;" not in line for line in lines)
-        found[server.name] = {"errors": errors, "missing_artifact_files": missing}
+        bad = [n for n, line in enumerate(lines) if _flagged(line)]
+        found[server.name] = {"errors": len(bad), "missing_artifact_files": missing}
+        if bad:
+            found[server.name]["first"] = ["\n".join(lines[n : n + 20]) for n in bad[:3]]
     return found
 
 
@@ -601,6 +608,11 @@ def main() -> int:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--no-s3", action="store_true", help="leave out PG+S3 and SeaweedFS")
+    parser.add_argument(
+        "--incompressible-log",
+        action="store_true",
+        help="random bytes for the big logs instead of CI-like text: SeaweedFS keeps them uncompressed",
+    )
     parser.add_argument(
         "--weed-chunk-mb",
         type=int,
@@ -643,7 +655,12 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(args.dir, ignore_errors=True)
     report(setup, results, args, with_s3)
-    print(f"\nserver logs: {problems}")
+    print("\nserver logs: " + ", ".join(f"{name} {p['errors']} errors" for name, p in problems.items()))
+    missing = {name: problem["missing_artifact_files"] for name, problem in problems.items()}
+    print(f"missing artifact files logged at start: {missing}")
+    for name, problem in problems.items():
+        for text in problem.get("first", []):
+            print(f"\n{name}:\n{text}")
     if statements:
         print("\nPostgreSQL's top statements over the measured rounds (pg_stat_statements, database bench):\n")
         print("| calls | planned | planning ms per call | execution ms per call | statement |")

@@ -11,7 +11,8 @@
   insert-triggered autovacuum in the middle of the measurements).
 * ``link_artifact_files``: a file for every archive row, all hard links of one small zip, so that the start-up
   reconciliation of a directory store finds no row without its file.
-* ``log_chunks``: the big log, CI-log-like text, made the same way every time.
+* ``log_chunks``: the big log, CI-log-like text (or, ``incompressible``, seeded random bytes), made the same way
+  every time.
 """
 
 from __future__ import annotations
@@ -198,9 +199,14 @@ def _copy_field(value: object) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def log_chunks(mib: int, chunk_mib: int = 8, seed: int = 1) -> Iterator[bytes]:
-    """``mib`` MiB of CI-log-like text in chunks of ``chunk_mib`` MiB (the last may be shorter)."""
+def log_chunks(mib: int, chunk_mib: int = 8, seed: int = 1, incompressible: bool = False) -> Iterator[bytes]:
+    """``mib`` MiB of CI-log-like text in chunks of ``chunk_mib`` MiB (the last may be shorter); ``incompressible``:
+    random bytes instead, which a store that compresses what it keeps (SeaweedFS) stores as they are."""
     rng = random.Random(seed)
+    if incompressible:
+        for start in range(0, mib * MIB, chunk_mib * MIB):
+            yield rng.randbytes(min(chunk_mib * MIB, mib * MIB - start))
+        return
     lines = []
     for n in range(20_000):
         colour = rng.choice(("\x1b[0;m", "\x1b[32;1m", "\x1b[0K", ""))
