@@ -379,12 +379,13 @@ def seconds_of(case: Case, args: argparse.Namespace) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process tree (every thread), from /proc."""
+    """CPU time of a process tree (every thread), from /proc: utime + stime of each live process, plus cutime +
+    cstime, the time of its children that have exited (PostgreSQL's backends come and go with asyncpg's pool)."""
     total = 0.0
     for each in [pid, *descendants(pid)]:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            total += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
     return total
 
 

@@ -58,11 +58,11 @@ def make_sqlite(db: Path, n_jobs: int, n_projects: int, big_share: float, seed: 
     page = [row[0] for row in con.execute("SELECT id FROM jobs WHERE project_id = 1 ORDER BY id DESC LIMIT 20")]
     marks = ",".join("?" * len(page))
     info = {
-        "jobs": n_jobs + 1,
+        "jobs": n_jobs + 2,  # the two running jobs of the big logs
         "projects": n_projects,
         "big_project": 1,
         "big_project_jobs": facts["project_jobs"][1],
-        "pipelines": facts["pipelines"] + 1,
+        "pipelines": facts["pipelines"] + 2,
         "job_artifacts": con.execute("SELECT count(*) FROM job_artifacts").fetchone()[0],
         "page1_ids": page,
         "page1_artifacts": con.execute(
