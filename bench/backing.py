@@ -136,10 +136,11 @@ class Postgres(_Server):
 
 
 class SeaweedS3(_Server):
-    """SeaweedFS's ``weed mini`` in ``workdir`` (which must not exist yet), pinned to ``cpu``, as in the tests."""
+    """SeaweedFS's ``weed mini`` in ``workdir`` (which must not exist yet), pinned to ``cpu``, as in the tests;
+    ``extra`` are more of its flags (``-filer.maxMB=1``, say)."""
 
-    def __init__(self, workdir: Path, cpu: int | str | None) -> None:
-        self.workdir, self.cpu = workdir, cpu
+    def __init__(self, workdir: Path, cpu: int | str | None, extra: list[str] | None = None) -> None:
+        self.workdir, self.cpu, self.extra = workdir, cpu, extra or []
         self.proc: subprocess.Popen | None = None
         self.server: S3Server | None = None
         self.ports: dict[str, int] = {}
@@ -162,7 +163,7 @@ class SeaweedS3(_Server):
         self.server = S3Server(
             f"http://127.0.0.1:{self.ports['s3.port']}", S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION, S3_DEFAULT_BUCKET
         )
-        cmd = [*pinned(self.cpu), *_setpriv("TERM"), *_weed_command(weed, data, self.ports)]
+        cmd = [*pinned(self.cpu), *_setpriv("TERM"), *_weed_command(weed, data, self.ports), *self.extra]
         self._start(cmd, "weed mini", log, self.server.ready, env)
         return self.server
 

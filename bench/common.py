@@ -111,9 +111,12 @@ def write_wrk_script(directory: Path) -> Path:
     return lua
 
 
-def wrk_command(url: str, headers: dict[str, str], conns: int, secs: float, lua: Path, cpus: int | str | None):
-    """wrk's command line; wrk takes whole seconds only."""
-    cmd = [*pinned(cpus), "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(secs))}s", "--timeout", "5s", "-s", str(lua)]
+def wrk_command(
+    url: str, headers: dict[str, str], conns: int, secs: float, lua: Path, cpus: int | str | None, timeout: int = 5
+):
+    """wrk's command line; wrk takes whole seconds only. A request that takes over ``timeout`` s is an error."""
+    cmd = [*pinned(cpus), "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(secs))}s", "--timeout", f"{timeout}s"]
+    cmd += ["-s", str(lua)]
     for key, value in headers.items():
         cmd += ["-H", f"{key}: {value}"]
     return [*cmd, url]
@@ -137,20 +140,25 @@ def wrk_result(stdout: str) -> dict:
     }
 
 
-def run_wrk(url: str, headers: dict[str, str], conns: int, secs: float, lua: Path, cpus: int | str | None) -> dict:
+def run_wrk(
+    url: str, headers: dict[str, str], conns: int, secs: float, lua: Path, cpus: int | str | None, timeout: int = 5
+) -> dict:
     """One wrk run (one thread, ``conns`` connections, ``secs`` s), pinned to ``cpus``."""
-    cmd = wrk_command(url, headers, conns, secs, lua, cpus)
-    return wrk_result(subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=secs + 30).stdout)
+    cmd = wrk_command(url, headers, conns, secs, lua, cpus, timeout)
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=secs + timeout + 30)
+    return wrk_result(done.stdout)
 
 
-def run_wrks(urls: Sequence[str], headers: dict[str, str], conns: int, secs: float, lua: Path, cpus) -> dict:
+def run_wrks(
+    urls: Sequence[str], headers: dict[str, str], conns: int, secs: float, lua: Path, cpus, timeout: int = 5
+) -> dict:
     """One wrk per URL at the same time, ``conns`` connections each; their requests added up."""
     procs = [
-        subprocess.Popen(wrk_command(url, headers, conns, secs, lua, cpus), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(wrk_command(url, headers, conns, secs, lua, cpus, timeout), stdout=subprocess.PIPE, text=True)
         for url in urls
     ]
     try:
-        results = [wrk_result(proc.communicate(timeout=secs + 30)[0]) for proc in procs]
+        results = [wrk_result(proc.communicate(timeout=secs + timeout + 30)[0]) for proc in procs]
     finally:
         for proc in procs:
             stop_process(proc)

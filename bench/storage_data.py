@@ -1,15 +1,18 @@
 """The data of storage_bench.py: one SQLite database made as gen_jobs_db.py makes it, copied into PostgreSQL.
 
 * ``make_sqlite``: gen_jobs_db's schema and history (every job finished, so the first page of the big project
-  is a full-fidelity page: runners, artifacts), plus one running job in project 2 with a known job token:
-  the benchmark sends it a big log through the runner API and finishes it, on every deployment.
+  is a full-fidelity page: runners, artifacts), plus two running jobs in project 2 with known job tokens:
+  the benchmark sends each a big log through the runner API, on every deployment, and finishes the first
+  (its log is archived: a file, or an object in the bucket); the second stays running (a live log: a file
+  that grows, or chunks in the database).
 * ``copy_to_postgres``: jobsvc migrates an empty database (``PostgresDatabase.open``, what ``jobsvc serve``
   does on start), then every table's rows go in by COPY, the identity sequences are moved past the highest
   ids (``setval``), and ``VACUUM (ANALYZE)`` (the visibility map and statistics of a settled database, and no
   insert-triggered autovacuum in the middle of the measurements).
 * ``link_artifact_files``: a file for every archive row, all hard links of one small zip, so that the start-up
   reconciliation of a directory store finds no row without its file.
-* ``log_chunks``: the big log, CI-log-like text, made the same way every time.
+* ``log_chunks``: the big log, CI-log-like text (or, ``incompressible``, seeded random bytes), made the same way
+  every time.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from jobsvc.domain import tokens
 
 TRACE_PROJECT = 2
 TRACE_JOB_TOKEN = "glcbt-bench-storage-log-000000000"
+LIVE_JOB_TOKEN = "glcbt-bench-storage-live-00000000"
 MIB = 1024 * 1024
 
 
@@ -46,18 +50,19 @@ def make_sqlite(db: Path, n_jobs: int, n_projects: int, big_share: float, seed: 
     con.execute("BEGIN")
     gen_jobs_db.fill_static(con, n_projects)
     facts = gen_jobs_db.fill_history(con, n_jobs, n_projects, big_share, seed, active_jobs=0)
-    trace_job = _add_trace_job(con)
+    trace_job = _add_running_job(con, "big log", TRACE_JOB_TOKEN)
+    live_job = _add_running_job(con, "live log", LIVE_JOB_TOKEN)
     con.execute("COMMIT")
     con.execute("ANALYZE")
     con.execute("PRAGMA journal_mode = WAL")
     page = [row[0] for row in con.execute("SELECT id FROM jobs WHERE project_id = 1 ORDER BY id DESC LIMIT 20")]
     marks = ",".join("?" * len(page))
     info = {
-        "jobs": n_jobs + 1,
+        "jobs": n_jobs + 2,  # the two running jobs of the big logs
         "projects": n_projects,
         "big_project": 1,
         "big_project_jobs": facts["project_jobs"][1],
-        "pipelines": facts["pipelines"] + 1,
+        "pipelines": facts["pipelines"] + 2,
         "job_artifacts": con.execute("SELECT count(*) FROM job_artifacts").fetchone()[0],
         "page1_ids": page,
         "page1_artifacts": con.execute(
@@ -67,6 +72,8 @@ def make_sqlite(db: Path, n_jobs: int, n_projects: int, big_share: float, seed: 
         "trace_project": TRACE_PROJECT,
         "trace_job": trace_job,
         "trace_job_token": TRACE_JOB_TOKEN,
+        "live_job": live_job,
+        "live_job_token": LIVE_JOB_TOKEN,
         "seed": seed,
     }
     con.close()
@@ -75,19 +82,18 @@ def make_sqlite(db: Path, n_jobs: int, n_projects: int, big_share: float, seed: 
     return info
 
 
-def _add_trace_job(con: sqlite3.Connection) -> int:
+def _add_running_job(con: sqlite3.Connection, name: str, token: str) -> int:
     """A pipeline of one running job in TRACE_PROJECT, with a known job token; returns the job's id."""
     pipeline = con.execute("SELECT max(id) + 1 FROM pipelines").fetchone()[0]
     job = con.execute("SELECT max(id) + 1 FROM jobs").fetchone()[0]
     iid = con.execute("SELECT coalesce(max(iid), 0) + 1 FROM pipelines WHERE project_id = ?", (TRACE_PROJECT,))
-    sha = hashlib.sha1(b"storage-bench").hexdigest()
+    sha = hashlib.sha1(b"storage-bench " + name.encode()).hexdigest()
     now = gen_jobs_db.utc(time.time() - 600)
     con.execute(
         """INSERT INTO commits (project_id, sha, title, message, author_name, author_email, authored_date,
                committer_name, committer_email, committed_date, created_at, parent_ids)
-           VALUES (?, ?, 'Big log', 'Big log', 'Bench', 'bench@example.com', ?, 'Bench', 'bench@example.com', ?, ?,
-                   '[]')""",
-        (TRACE_PROJECT, sha, now, now, now),
+           VALUES (?, ?, ?, ?, 'Bench', 'bench@example.com', ?, 'Bench', 'bench@example.com', ?, ?, '[]')""",
+        (TRACE_PROJECT, sha, name, name, now, now, now),
     )
     con.execute(
         """INSERT INTO pipelines (id, iid, project_id, ref, sha, status, user_id, created_at, updated_at, started_at)
@@ -97,8 +103,8 @@ def _add_trace_job(con: sqlite3.Connection) -> int:
     con.execute(
         """INSERT INTO jobs (id, project_id, pipeline_id, name, stage, status, user_id, runner_id, token_digest,
                script, created_at, updated_at, queued_at, started_at)
-           VALUES (?, ?, ?, 'big log', 'build', 'running', 1, 1, ?, '["make"]', ?, ?, ?, ?)""",
-        (job, TRACE_PROJECT, pipeline, tokens.digest(TRACE_JOB_TOKEN), now, now, now, now),
+           VALUES (?, ?, ?, ?, 'build', 'running', 1, 1, ?, '["make"]', ?, ?, ?, ?)""",
+        (job, TRACE_PROJECT, pipeline, name, tokens.digest(token), now, now, now, now),
     )
     return job
 
@@ -193,9 +199,14 @@ def _copy_field(value: object) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def log_chunks(mib: int, chunk_mib: int = 8, seed: int = 1) -> Iterator[bytes]:
-    """``mib`` MiB of CI-log-like text in chunks of ``chunk_mib`` MiB (the last may be shorter)."""
+def log_chunks(mib: int, chunk_mib: int = 8, seed: int = 1, incompressible: bool = False) -> Iterator[bytes]:
+    """``mib`` MiB of CI-log-like text in chunks of ``chunk_mib`` MiB (the last may be shorter); ``incompressible``:
+    random bytes instead, which a store that compresses what it keeps (SeaweedFS) stores as they are."""
     rng = random.Random(seed)
+    if incompressible:
+        for start in range(0, mib * MIB, chunk_mib * MIB):
+            yield rng.randbytes(min(chunk_mib * MIB, mib * MIB - start))
+        return
     lines = []
     for n in range(20_000):
         colour = rng.choice(("\x1b[0;m", "\x1b[32;1m", "\x1b[0K", ""))

@@ -7,6 +7,7 @@ aiohttp 3.14.5 cases that web.FileResponse gets wrong (bytes=-0, If-Range ETags,
 from __future__ import annotations
 
 import gzip
+import logging
 import random
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from jobsvc.http import ranges
+from jobsvc.http.middleware import error_middleware
 from jobsvc.http.ranges import UNSATISFIABLE, RangeDecision
 
 MiB = 1024 * 1024
@@ -409,3 +411,42 @@ async def test_truncated_during_pread_closes_the_connection(served, monkeypatch)
     assert resp.headers["Content-Length"] == "100"
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
+
+
+# ---------------------------------------------------------------------------------------- send_ranged
+
+
+class HungUpBlob:
+    """A blob read by ranges during whose first read the client's connection starts closing: as when the client
+    hangs up while a slow store (S3) is answering, and its end-of-file is seen just before the first piece."""
+
+    size, etag, last_modified = N, '"hung-up-1"', 1_700_000_000.0
+
+    def __init__(self) -> None:
+        self.request: web.Request | None = None
+        self.closed = False
+
+    async def read_range(self, start: int, end: int):
+        try:
+            assert self.request is not None and self.request.transport is not None
+            self.request.transport.close()  # closing, not yet lost: connection_lost comes on the next turn
+            yield DATA[start:end]
+        finally:
+            self.closed = True
+
+
+async def test_a_client_gone_before_the_first_piece_is_no_server_error(aiohttp_client, caplog):
+    """With S3 the first piece can take seconds; a client that hangs up meanwhile is not an error to log."""
+    blob = HungUpBlob()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        blob.request = request
+        return await ranges.send_ranged(request, blob, content_type="text/plain")
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/slow", handler)
+    client = await aiohttp_client(app)
+    with pytest.raises(aiohttp.ClientError):
+        await (await client.get("/slow", headers={"Range": "bytes=-100"})).read()
+    assert blob.closed
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -19,6 +19,7 @@ from aiohttp import web
 from jobsvc.http import zipstream
 from jobsvc.storage import zipindex
 from jobsvc.storage.s3 import MIB, MIN_PART, ObjectChanged, ObjectNotFound, S3Store, part_size_for
+from jobsvc.storage.s3blobs import S3Blobs
 from jobsvc.storage.s3url import Credentials, parse_store_url
 from jobsvc.storage.s3zip import S3Archive
 from jobsvc.storage.store import TooLarge
@@ -380,3 +381,50 @@ async def test_uploads_a_crash_left_pending_are_aborted_on_request(store, s3_ser
     assert await store.abort_stale_uploads(timedelta(0)) == ["artifacts/30/archive.zip"]
     assert pending_uploads(s3_server, store) == ["not-ours/archive.zip"]
     raw.abort_multipart_upload(Bucket=bucket, Key="not-ours/archive.zip", UploadId=other["UploadId"])
+
+
+@pytest.fixture
+def heads(store, monkeypatch) -> list[str]:
+    """Every HEAD the store makes, by key."""
+    seen: list[str] = []
+    real = store.head
+
+    async def counting(key):
+        seen.append(key)
+        return await real(key)
+
+    monkeypatch.setattr(store, "head", counting)
+    return seen
+
+
+async def test_the_blob_store_heads_a_key_once_and_forgets_it_when_it_goes(store, heads):
+    blobs = S3Blobs(store)
+    key = (await blobs.put_bytes(31, LOG, None)).key
+    first = await blobs.download(key)
+    again = await blobs.download(key)  # a second tail of the same log: no HEAD, one ranged GET
+    assert heads == [key]
+    assert (again.size, again.etag, again.last_modified) == (first.size, first.etag, first.last_modified)
+    assert await collect(again.read_range(len(LOG) - 10, len(LOG))) == LOG[-10:]
+
+    await S3Blobs(store).remove(key)  # another process removes it (an erase)
+    stale = await blobs.download(key)  # this one's cache still has it
+    with pytest.raises(FileNotFoundError):  # the GET fails as the HEAD would have: before anything is sent
+        await collect(stale.read_range(0, 10))
+    with pytest.raises(FileNotFoundError):
+        await blobs.download(key)  # forgotten: asked again, and missing
+    assert heads == [key, key]
+
+
+async def test_the_blob_stores_versions_are_bounded_and_removed_keys_forgotten(store, heads):
+    blobs = S3Blobs(store, version_cache=2)
+    keys = [(await blobs.put_bytes(32, b"blob %d" % n, None)).key for n in range(3)]
+    for key in keys:
+        await blobs.download(key)
+    await blobs.download(keys[2])
+    assert heads == keys  # the newest two are kept
+    await blobs.download(keys[0])  # the oldest was dropped: a HEAD again
+    assert heads == [*keys, keys[0]]
+    await blobs.remove(keys[2])
+    with pytest.raises(FileNotFoundError):
+        await blobs.download(keys[2])
+    assert heads == [*keys, keys[0], keys[2]]

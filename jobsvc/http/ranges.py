@@ -377,9 +377,11 @@ async def send_ranged(
         piece = await anext(pieces, b"")
         response = web.StreamResponse(status=decision.status, headers=fields)
         response.content_length = decision.length
-        await response.prepare(request)
         sent = 0
         try:
+            # in the try: a client that hung up while the first piece was coming (a slow store) is gone
+            # by the time the headers go out, which is no server error
+            await response.prepare(request)
             while piece and sent < decision.length:
                 piece = piece[: decision.length - sent]
                 await response.write(piece)

@@ -15,8 +15,12 @@ database (jobsvc.services.tracechunks).
   bucket under ``artifacts/``, and what no row points at goes once it is older than ORPHAN_GRACE, on
   start and by the sweeper (other processes may be uploading: S3 reports a multipart upload's object
   with the time the upload began). Multipart uploads pending longer than that are aborted too.
-* Downloads: ``download`` HEADs the object once (size, ETag, Last-Modified) and returns an
-  :class:`jobsvc.storage.s3zip.S3Archive`, whose every read carries that ETag as If-Match.
+* Downloads: ``download`` returns an :class:`jobsvc.storage.s3zip.S3Archive` with the object's size, ETag
+  and Last-Modified, whose every read carries that ETag as If-Match. They come from a HEAD the first time a
+  process downloads a key, and from then on from a bounded cache (VERSION_CACHE keys): a key is written once,
+  so its version never changes while it exists, and a log tail or an archive's entry costs one ranged GET,
+  not a HEAD and a GET. ``remove`` forgets the key; an object another process removed fails the GET
+  as it would have failed the HEAD (FileNotFoundError, before anything is sent).
   ``redirect_url`` gives a presigned GET when the store URL says ``presign=1``.
 """
 
@@ -28,19 +32,21 @@ import os
 import secrets
 import tempfile
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from jobsvc.storage.blobs import BlobInfo, Staged, StoredFile, StoreError
-from jobsvc.storage.s3 import S3Store
+from jobsvc.storage.s3 import ObjectInfo, S3Store
 from jobsvc.storage.s3zip import S3Archive, as_read_error
 
 log = logging.getLogger(__name__)
 
 ORPHAN_GRACE = timedelta(days=1)
 FILE_CHUNK = 1024 * 1024
+VERSION_CACHE = 4096  # keys whose HEAD answer a process keeps (a few hundred bytes each)
 
 
 @dataclass
@@ -60,8 +66,10 @@ class S3Blobs:
     orphan_grace = ORPHAN_GRACE
     orphan_grace_at_start = ORPHAN_GRACE
 
-    def __init__(self, s3: S3Store):
+    def __init__(self, s3: S3Store, *, version_cache: int = VERSION_CACHE):
         self.s3 = s3
+        self._versions: OrderedDict[str, ObjectInfo] = OrderedDict()
+        self._version_cache = version_cache
 
     @staticmethod
     def new_key(job_id: int) -> str:
@@ -120,6 +128,7 @@ class S3Blobs:
     async def remove(self, key: str) -> None:
         """Delete the object, waiting for the answer; a failure is logged (the orphan sweep retries it), and a
         cancelled caller does not stop the delete."""
+        self._forget(key)
         await asyncio.shield(self.s3.run_to_end(self.s3.delete(key)))
 
     # --- listing and sweeping ----------------------------------------------------------------
@@ -145,9 +154,19 @@ class S3Blobs:
     # --- reads -------------------------------------------------------------------------------
 
     async def download(self, key: str) -> S3Archive:
-        archive = S3Archive(self.s3, key)
+        known = self._versions.get(key)
+        if known is not None:
+            self._versions.move_to_end(key)
+            return S3Archive(self.s3, key, known, self._forget)
+        archive = S3Archive(self.s3, key, forget=self._forget)
         await archive.version()  # the HEAD: FileNotFoundError when the object is missing
+        self._versions[key] = archive.info
+        if len(self._versions) > self._version_cache:
+            self._versions.popitem(last=False)
         return archive
+
+    def _forget(self, key: str) -> None:
+        self._versions.pop(key, None)
 
     async def redirect_url(self, key: str, *, content_type: str, content_disposition: str) -> str | None:
         if not self.s3.location.presign:

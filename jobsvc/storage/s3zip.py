@@ -1,6 +1,7 @@
 """An artifact zip in S3 as :mod:`jobsvc.storage.zipindex` reads it: by ranged GETs of one version.
 
-``version()`` HEADs the object once; every read after it carries that ETag as If-Match, so an object
+``version()`` HEADs the object once (none when it was handed the version: the S3 blob store keeps the
+versions of the keys it has seen); every read after it carries that ETag as If-Match, so an object
 replaced in the middle of a lookup or a download is an ArchiveError ("changed"), never a mix of two
 archives. Finding an entry costs the HEAD, then (on a cache miss) a GET of the archive's tail and, unless
 the central directory was in it, a GET of the central directory; reading the entry is one more GET.
@@ -16,7 +17,7 @@ it like a local read error: a 5xx before the response starts, a cut connection a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from jobsvc.storage.s3 import READ_CHUNK, ObjectChanged, ObjectInfo, S3Store
 from jobsvc.storage.zipindex import CHUNK, ArchiveError, ObjectKey
@@ -29,10 +30,19 @@ class S3ReadError(OSError):
 class S3Archive:
     """One stored archive, read by ranges (a :class:`jobsvc.storage.zipindex.RangeReader`)."""
 
-    def __init__(self, store: S3Store, key: str):
+    def __init__(
+        self,
+        store: S3Store,
+        key: str,
+        info: ObjectInfo | None = None,
+        forget: Callable[[str], object] | None = None,
+    ):
+        """``info``: the object's version as an earlier ``version()`` saw it (a write-once key keeps it), so
+        that this one needs no HEAD; ``forget(key)`` is called when a read finds the object gone or changed."""
         self.store = store
         self.key = key
-        self._info: ObjectInfo | None = None
+        self._info = info
+        self._forget = forget
 
     async def version(self) -> tuple[ObjectKey, int]:
         if self._info is None:
@@ -73,8 +83,13 @@ class S3Archive:
         pieces = self.store.read_range(self.key, start, end, if_match=etag, chunk_size=chunk_size)
         async with contextlib.aclosing(pieces):  # type: ignore[type-var]
             with as_read_error(self.key):
-                async for piece in pieces:
-                    yield piece
+                try:
+                    async for piece in pieces:
+                        yield piece
+                except (FileNotFoundError, ObjectChanged):
+                    if self._forget is not None:
+                        self._forget(self.key)
+                    raise
 
 
 @contextlib.contextmanager
