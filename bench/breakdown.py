@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where one GET /projects/:id/jobs request spends its time, in process (no HTTP).
 
-    taskset -c 0 .venv/bin/python bench/breakdown.py [--data-dir /tmp/jobsvc-bench/data] [--reps 300]
+    taskset -c 0 .venv/bin/python bench/breakdown.py [--data-dir DIR (default: bench/run's 1M-job data)] [--reps 300]
 
 Runs the steps the handler runs, through the real jobsvc.storage.db.Database (aiosqlite), Repository,
 entities and orjson, on the database made by gen_jobs_db.py; prints the median µs of each step.
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import orjson
+import prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jobsvc.domain.timefmt import utcnow
@@ -70,7 +71,7 @@ async def run(data_dir: Path, reps: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/jobsvc-bench/data"))
+    parser.add_argument("--data-dir", type=Path, default=prepare.root() / "jobs")
     parser.add_argument("--reps", type=int, default=300)
     args = parser.parse_args()
     print("| step | median µs |\n| --- | --- |")
