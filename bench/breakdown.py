@@ -40,11 +40,12 @@ async def run(data_dir: Path, reps: int) -> dict[str, float]:
             (project, int(info["big_project_jobs"] * 0.9)),
         )
         assert deep_row is not None
+        deep_after = deep_row["id"]
         steps = {
             "token lookup (aiosqlite)": lambda: repo.token_by_digest(digest),
             "project lookup (aiosqlite)": lambda: repo.project_by_id(project, 1),
             "jobs page 1 query (aiosqlite)": lambda: repo.project_jobs(project, [], limit=20),
-            "jobs deep keyset query (aiosqlite)": lambda: repo.project_jobs(project, [], limit=20, after=deep_row[0]),
+            "jobs deep keyset query (aiosqlite)": lambda: repo.project_jobs(project, [], limit=20, after=deep_after),
             "jobs deep offset query, page 2500": lambda: repo.project_jobs(project, [], limit=20, offset=49_980),
         }
         samples: dict[str, list[float]] = {
