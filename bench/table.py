@@ -25,7 +25,9 @@ def spread(values: Sequence[float], fmt: str = ",.0f") -> str:
 
 
 def ratios(rounds: list[dict], a: str, b: str, key: str = "rps") -> list[float]:
-    return [r[a][key] / r[b][key] for r in rounds]
+    """``a / b`` in each round where ``b`` is not 0 (a server that answered nothing in a whole wrk run: the
+    machine stalled it; that round says nothing about the ratio)."""
+    return [r[a][key] / r[b][key] for r in rounds if r[b][key]]
 
 
 def verdict(value: float, op: str, bound: float) -> str:
@@ -89,12 +91,19 @@ class Rows:
         def of(r: dict, name: str) -> float:
             return r[name][key] if isinstance(r[name], dict) else r[name]
 
-        per_round = [of(r, a) / of(r, b) for r in rounds]
+        per_round = [of(r, a) / of(r, b) for r in rounds if of(r, b)]
         jobsvc = f"{med([of(r, a) for r in rounds]):{fmt}} {unit}"
         reference = f"{ref} {med([of(r, b) for r in rounds]):{fmt}} {unit}"
         target = f"{op} {bound:g}×" if op else "—"
+        if not per_round:
+            self.add(scenario, jobsvc, reference, "— (the reference answered nothing)", target, MISS if op else INFO)
+            return
+        dropped = len(rounds) - len(per_round)
+        ratio = spread(per_round, ".2f") + (
+            f" ({dropped} round{'s' * (dropped > 1)} left out: the reference answered nothing)" if dropped else ""
+        )
         result = verdict(med(per_round), op, bound) if op else INFO
-        self.add(scenario, jobsvc, reference, spread(per_round, ".2f"), target, result)
+        self.add(scenario, jobsvc, reference, ratio, target, result)
 
     def value(self, scenario: str, values: list[float], unit: str, op: str, bound: float, fmt: str = ",.0f") -> None:
         self.add(
