@@ -101,10 +101,9 @@ def wait_listening(proc: subprocess.Popen, log: Path, timeout: float = 120) -> i
             if LISTENING in line:
                 return int(line.split(LISTENING)[1].split()[0].rstrip("/"))
         time.sleep(0.05)
+    what = f"it exited with {proc.returncode}" if proc.returncode is not None else f"not listening after {timeout:g} s"
     stop_process(proc)
-    raise SystemExit(
-        f"{proc.args[0]} did not start ({' '.join(proc.args)}); its output:\n{log.read_text(errors='replace')}"
-    )
+    raise SystemExit(f"{' '.join(proc.args)}: {what}; its output:\n{log.read_text(errors='replace')}")
 
 
 def stop_process(proc: subprocess.Popen, sig: signal.Signals = signal.SIGTERM, grace: float = 10) -> None:

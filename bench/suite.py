@@ -143,7 +143,7 @@ def start_all(args: argparse.Namespace, run: Path, stack: contextlib.ExitStack, 
         )
         stack.callback(stop_process, spawned[name][0])
     for name, (proc, log) in spawned.items():
-        keep(name, proc, wait_listening(proc, log), log)
+        keep(name, proc, wait_listening(proc, log, timeout=600), log)  # 12-130 s on the 1M-job data here
         data[f"{name}_start_s"] = time.perf_counter() - began
     time.sleep(1)
     data["idle_rss_mb"] = probes.vm_rss_mb(servers.procs["list"].pid)  # after start, before any request
