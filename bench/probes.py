@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
+import os
 import re
 import shutil
 import signal
@@ -23,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import pinned, start_listening, stop_process
+from common import descendants, pinned, start_listening, stop_process
 from prepare import TRACE_JOBS, TRACE_USER_TOKEN, trace_job_token
 from refs import free_port, wait_http
 
@@ -235,7 +237,16 @@ def synced_appends(data_dir: Path, fixture: Path, secs: float, cpu: int | None) 
         time.sleep(0.2)
         lines = out.read_text(errors="replace").splitlines()[before:]
     finally:
-        proc.send_signal(signal.SIGTERM)
+        # SIGTERM to strace would only detach it and leave jobsvc running: stop jobsvc, then strace ends
+        for pid in descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            for pid in descendants(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         stop_process(proc)
     syncs = sum(1 for line in lines if SYNC_START.search(line))
     failed = sum(1 for line in lines if SYNC_FAILED.search(line))
