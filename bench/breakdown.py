@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where one GET /projects/:id/jobs request spends its time, in process (no HTTP).
 
-    taskset -c 0 .venv/bin/python bench/breakdown.py [--data-dir /tmp/jobsvc-bench/data] [--reps 300]
+    taskset -c 0 .venv/bin/python bench/breakdown.py [--data-dir DIR (default: bench/run's 1M-job data)] [--reps 300]
 
 Runs the steps the handler runs, through the real jobsvc.storage.db.Database (aiosqlite), Repository,
 entities and orjson, on the database made by gen_jobs_db.py; prints the median µs of each step.
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import orjson
+import prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jobsvc.domain.timefmt import utcnow
@@ -39,11 +40,12 @@ async def run(data_dir: Path, reps: int) -> dict[str, float]:
             (project, int(info["big_project_jobs"] * 0.9)),
         )
         assert deep_row is not None
+        deep_after = deep_row["id"]
         steps = {
             "token lookup (aiosqlite)": lambda: repo.token_by_digest(digest),
             "project lookup (aiosqlite)": lambda: repo.project_by_id(project, 1),
             "jobs page 1 query (aiosqlite)": lambda: repo.project_jobs(project, [], limit=20),
-            "jobs deep keyset query (aiosqlite)": lambda: repo.project_jobs(project, [], limit=20, after=deep_row[0]),
+            "jobs deep keyset query (aiosqlite)": lambda: repo.project_jobs(project, [], limit=20, after=deep_after),
             "jobs deep offset query, page 2500": lambda: repo.project_jobs(project, [], limit=20, offset=49_980),
         }
         samples: dict[str, list[float]] = {
@@ -70,7 +72,7 @@ async def run(data_dir: Path, reps: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/jobsvc-bench/data"))
+    parser.add_argument("--data-dir", type=Path, default=prepare.root() / "jobs")
     parser.add_argument("--reps", type=int, default=300)
     args = parser.parse_args()
     print("| step | median µs |\n| --- | --- |")

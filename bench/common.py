@@ -55,6 +55,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def jobsvc_serve(serve_args: Sequence[str], cpu: int | str | None = None, entry: Sequence[str] = ("-m", "jobsvc")):
+    """The command line of ``jobsvc serve`` on 127.0.0.1 and a free port, pinned to ``cpu``.
+
+    ``entry`` replaces ``-m jobsvc`` (a script that patches something, then runs the CLI)."""
+    return [*pinned(cpu), sys.executable, *entry, "serve", "--host", "127.0.0.1", "--port", "0", *serve_args]
+
+
 def start_jobsvc(
     serve_args: Sequence[str],
     log: Path,
@@ -64,23 +71,39 @@ def start_jobsvc(
     env: dict[str, str] | None = None,
     timeout: float = 120,
 ) -> tuple[subprocess.Popen, int]:
-    """``jobsvc serve`` on 127.0.0.1 and a free port, pinned to ``cpu``; returns it and its port once it listens.
+    """``jobsvc serve`` (see ``jobsvc_serve``) with its output in ``log``; it and its port once it listens."""
+    return start_listening(jobsvc_serve(serve_args, cpu, entry), log, env=env, timeout=timeout)
 
-    ``entry`` replaces ``-m jobsvc`` (a script that patches something, then runs the CLI); its output goes to
-    ``log``. A server that exits or does not listen within ``timeout`` s is stopped, and the run ends with its
-    output.
-    """
-    cmd = [*pinned(cpu), sys.executable, *entry, "serve", "--host", "127.0.0.1", "--port", "0", *serve_args]
+
+def start_listening(
+    cmd: Sequence[str], log: Path, *, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[subprocess.Popen, int]:
+    """Run ``cmd`` with its output in ``log`` until it prints ``… listening on http://127.0.0.1:PORT``.
+
+    Returns the process and PORT. One that exits or does not listen within ``timeout`` s is stopped, and the
+    run ends with its output."""
+    proc = spawn(cmd, log, env)
+    return proc, wait_listening(proc, log, timeout)
+
+
+def spawn(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``cmd`` in the background, its output (stdout and stderr) in ``log``."""
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
+def wait_listening(proc: subprocess.Popen, log: Path, timeout: float = 120) -> int:
+    """The port once ``proc`` has printed ``… listening on http://127.0.0.1:PORT`` in ``log``; a process that exits
+    or does not listen within ``timeout`` s is stopped, and the run ends with its output."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         for line in log.read_text(errors="replace").splitlines():
             if LISTENING in line:
-                return proc, int(line.split(LISTENING)[1].split()[0])
-        time.sleep(0.1)
+                return int(line.split(LISTENING)[1].split()[0].rstrip("/"))
+        time.sleep(0.05)
+    what = f"it exited with {proc.returncode}" if proc.returncode is not None else f"not listening after {timeout:g} s"
     stop_process(proc)
-    raise SystemExit(f"jobsvc did not start ({' '.join(cmd)}); its output:\n{log.read_text(errors='replace')}")
+    raise SystemExit(f"{' '.join(proc.args)}: {what}; its output:\n{log.read_text(errors='replace')}")
 
 
 def stop_process(proc: subprocess.Popen, sig: signal.Signals = signal.SIGTERM, grace: float = 10) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate the artifact and log files for artifacts_bench.py, and a fixture that points jobs at them.
+"""Generate the artifact and log files for bench/run, and a fixture that points jobs at them.
 
-    .venv/bin/python bench/gen_artifacts.py [--out /tmp/jobsvc-bench/artifacts] [--force]
+    .venv/bin/python bench/gen_artifacts.py [--out DIR] [--force]   (bench/run calls generate() itself)
 
 Writes into --out (about 1.6 GB; stdlib only, reproducible from --seed):
 

@@ -6,8 +6,9 @@
 The database is made by applying the migrations of the real schema.sql (jobsvc.storage.db), so the
 benchmark follows the shipped DDL and indexes. Pipelines are created in time order, each in a
 randomly chosen project (project 1 gets --big-share of them), so one project's jobs are spread
-over the whole table as in a real instance. Then ANALYZE. Facts the other scripts need (tokens,
-ids) are written to DIR/bench.json.
+over the whole table as in a real instance. Then ANALYZE. Every archive row gets a file (hard links of
+one small zip), so a server starting on the data finds none missing. Facts the other scripts need
+(tokens, ids, job counts per project) are written to DIR/bench.json, last.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
+import shutil
 import sqlite3
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,6 +38,7 @@ START = 1_640_995_200  # 2022-01-01T00:00:00Z; pipelines are ~20 minutes apart f
 # Archives expire 100 years after their job: a running server's sweeper (every 60 s) deletes expired artifacts,
 # and it would change the data under a benchmark. (Before, they expired after 30 days, in 2022.)
 ARTIFACTS_EXPIRE_AFTER = 100 * 365 * 86_400
+LINKS_PER_FILE = 50_000
 STAGES = (
     ("build", "compile"),
     ("test", "rspec 1/3"),
@@ -261,6 +266,79 @@ def fill_history(
     return {"pipelines": pipeline_id, "project_jobs": counts, "sample_pipeline": sample_pipeline}
 
 
+def link_artifact_files(db: Path, root: Path) -> int:
+    """A hard link of one small zip at every archive row's key under ``root``; returns how many.
+
+    With a file for every row, the start-up reconciliation of a directory store finds none missing (it logs an
+    error for each missing one), and a download of any of them works."""
+    source = root / "tmp" / "bench-artifact.zip"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        keys = [row[0] for row in con.execute("SELECT store_key FROM job_artifacts WHERE file_type = 'archive'")]
+    made_dirs: set[Path] = set()
+    for index, key in enumerate(keys):
+        if index % LINKS_PER_FILE == 0:  # a file system allows so many links to one inode (ext4: 65,000)
+            source.unlink(missing_ok=True)
+            with zipfile.ZipFile(source, "w") as archive:
+                archive.writestr("build/output.txt", "benchmark artifact\n")
+        target = root / key
+        if target.parent not in made_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made_dirs.add(target.parent)
+        target.unlink(missing_ok=True)
+        os.link(source, target)
+    source.unlink(missing_ok=True)
+    return len(keys)
+
+
+def generate(
+    out: Path, n_jobs: int = 1_000_000, n_projects: int = 1_000, big_share: float = 0.2, seed: int = 1
+) -> dict:
+    """A fresh database in ``out`` (what was there is replaced), a file for every archive, and bench.json (last:
+    its presence means the directory is complete); returns bench.json's facts."""
+    db = out / DB_NAME
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("bench.json", DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "artifacts", ignore_errors=True)
+
+    began = time.perf_counter()
+    con = sqlite3.connect(db, isolation_level=None)
+    create_schema(con)
+    for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -1000000", "temp_store = MEMORY"):
+        con.execute(f"PRAGMA {pragma}")
+    con.execute("BEGIN")
+    fill_static(con, n_projects)
+    facts = fill_history(con, n_jobs, n_projects, big_share, seed)
+    con.execute("COMMIT")
+    filled = time.perf_counter() - began
+    con.execute("ANALYZE")
+    con.execute("PRAGMA journal_mode = WAL")
+    counts = facts.pop("project_jobs")
+    info = {
+        "jobs": n_jobs,
+        "projects": n_projects,
+        "pipelines": facts["pipelines"],
+        "job_artifacts": con.execute("SELECT count(*) FROM job_artifacts").fetchone()[0],
+        "admin_token": ADMIN_TOKEN,
+        "member_token": MEMBER_TOKEN,
+        "member_user_id": MEMBER_USER_ID,
+        "big_project": 1,
+        "big_project_jobs": counts[1],
+        "project_jobs": {str(p): n for p, n in enumerate(counts) if p},
+        "smallest_project_jobs": min(counts[1:]),
+        "sample_pipeline": facts["sample_pipeline"],
+        "seed": seed,
+        "fill_seconds": round(filled, 1),
+    }
+    con.close()
+    info["artifact_files"] = link_artifact_files(db, out)
+    info["total_seconds"] = round(time.perf_counter() - began, 1)
+    info["db_bytes"] = db.stat().st_size
+    (out / "bench.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("/tmp/jobsvc-bench/data"), help="data directory to create")
@@ -270,46 +348,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--force", action="store_true", help="replace an existing database in --out")
     args = parser.parse_args()
-    db = args.out / DB_NAME
-    if db.exists() and not args.force:
-        parser.error(f"{db} exists; pass --force to replace it")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", "bench.json"):
-        (args.out / name).unlink(missing_ok=True)
-
-    began = time.perf_counter()
-    con = sqlite3.connect(db, isolation_level=None)
-    create_schema(con)
-    for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -1000000", "temp_store = MEMORY"):
-        con.execute(f"PRAGMA {pragma}")
-    con.execute("BEGIN")
-    fill_static(con, args.projects)
-    facts = fill_history(con, args.jobs, args.projects, args.big_share, args.seed)
-    con.execute("COMMIT")
-    filled = time.perf_counter() - began
-    con.execute("ANALYZE")
-    con.execute("PRAGMA journal_mode = WAL")
-    counts = facts.pop("project_jobs")
-    info = {
-        "jobs": args.jobs,
-        "projects": args.projects,
-        "pipelines": facts["pipelines"],
-        "job_artifacts": con.execute("SELECT count(*) FROM job_artifacts").fetchone()[0],
-        "admin_token": ADMIN_TOKEN,
-        "member_token": MEMBER_TOKEN,
-        "member_user_id": MEMBER_USER_ID,
-        "big_project": 1,
-        "big_project_jobs": counts[1],
-        "smallest_project_jobs": min(counts[1:]),
-        "sample_pipeline": facts["sample_pipeline"],
-        "seed": args.seed,
-        "fill_seconds": round(filled, 1),
-        "total_seconds": round(time.perf_counter() - began, 1),
-    }
-    con.close()
-    info["db_bytes"] = db.stat().st_size
-    (args.out / "bench.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(json.dumps(info, indent=2))
+    if (args.out / DB_NAME).exists() and not args.force:
+        parser.error(f"{args.out / DB_NAME} exists; pass --force to replace it")
+    info = generate(args.out, args.jobs, args.projects, args.big_share, args.seed)
+    print(json.dumps({k: v for k, v in info.items() if k != "project_jobs"}, indent=2))
     return 0
 
 

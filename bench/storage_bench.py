@@ -26,7 +26,7 @@ on each deployment, every one of them running the whole time and measured one at
 * ``sqlite+limit`` and ``pg+limit`` (the job list, pinned): one more process of each with the job-list rate
   limit counting, at a limit no run reaches (10^9 a minute): in memory on SQLite; on PostgreSQL, where the
   processes share the count, one upsert in a write transaction (advisory lock, commit) per request. The
-  other servers run with ``--jobs-rate-limit 0``, as list_bench.py's do.
+  other servers run with ``--jobs-rate-limit 0``, as bench/run's do.
 
 Each load measurement also takes the CPU time (utime + stime, /proc) that jobsvc, PostgreSQL (all its
 processes) and SeaweedFS spent on it, per request.
@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import gen_jobs_db
 import storage_data
 from backing import Postgres, PostgresServer, SeaweedS3
 from common import (
@@ -266,8 +267,8 @@ def set_up(args: argparse.Namespace, run: Path, stack: contextlib.ExitStack, wit
     )
     if info["page1_artifacts"] < 1:
         raise SystemExit("page 1 of this data set holds no archive: pick another --seed")
-    info["artifact_files"] = storage_data.link_artifact_files(db, sqlite_dir)
-    storage_data.link_artifact_files(db, pg_dir)
+    info["artifact_files"] = gen_jobs_db.link_artifact_files(db, sqlite_dir)
+    gen_jobs_db.link_artifact_files(db, pg_dir)
     postgres = Postgres(run / "postgres", args.server_cpu, STATEMENT_STATS if args.pg_statements else None)
     pg = stack.enter_context(postgres)
     backing = {"postgres": postgres.pid}

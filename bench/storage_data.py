@@ -9,10 +9,8 @@
   does on start), then every table's rows go in by COPY, the identity sequences are moved past the highest
   ids (``setval``), and ``VACUUM (ANALYZE)`` (the visibility map and statistics of a settled database, and no
   insert-triggered autovacuum in the middle of the measurements).
-* ``link_artifact_files``: a file for every archive row, all hard links of one small zip, so that the start-up
-  reconciliation of a directory store finds no row without its file.
 * ``log_chunks``: the big log, CI-log-like text (or, ``incompressible``, seeded random bytes), made the same way
-  every time.
+  every time (each archive row's file: gen_jobs_db.link_artifact_files).
 """
 
 from __future__ import annotations
@@ -20,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import os
 import random
 import sqlite3
 import sys
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,25 +103,6 @@ def _add_running_job(con: sqlite3.Connection, name: str, token: str) -> int:
         (job, TRACE_PROJECT, pipeline, name, tokens.digest(token), now, now, now, now),
     )
     return job
-
-
-def link_artifact_files(db: Path, root: Path) -> int:
-    """A hard link of one small zip at every archive row's key under ``root``; returns how many."""
-    source = root / "tmp" / "bench-artifact.zip"
-    source.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(source, "w") as archive:
-        archive.writestr("build/output.txt", "benchmark artifact\n")
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        keys = [row[0] for row in con.execute("SELECT store_key FROM job_artifacts WHERE file_type = 'archive'")]
-    made_dirs: set[Path] = set()
-    for key in keys:
-        target = root / key
-        if target.parent not in made_dirs:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made_dirs.add(target.parent)
-        os.link(source, target)
-    source.unlink()
-    return len(keys)
 
 
 def copy_to_postgres(db: Path, dsn: str) -> dict:

@@ -1,5 +1,6 @@
 """The README is the front door: its settings table and its commands must match the code and CI."""
 
+import os
 import re
 from pathlib import Path
 
@@ -55,10 +56,18 @@ _OUTSIDE = re.compile(
 )  # fmt: skip
 
 
+def _files_below(top: Path):
+    """Every file below ``top``, not descending into folders whose name starts with a dot: git-ignored working
+    data such as bench/.data (bench/run's cache of generated data and npm packages)."""
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        yield from (Path(folder) / name for name in files)
+
+
 def _project_text_files():
     for folder in ("jobsvc", "tests", "bench", "docs", ".ci"):
-        for path in sorted((ROOT / folder).rglob("*")):
-            if path.is_file() and path.suffix in ("", ".py", ".md", ".yaml", ".yml", ".sql", ".sh", ".json", ".cfg"):
+        for path in sorted(_files_below(ROOT / folder)):
+            if path.suffix in ("", ".py", ".md", ".yaml", ".yml", ".sql", ".sh", ".json", ".cfg"):
                 yield path
     yield from (ROOT / name for name in ("README.md", "setup.cfg", "pyproject.toml", "schema.sql"))
 
