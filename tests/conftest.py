@@ -496,6 +496,7 @@ class RunningServer:
             text=True,
         )
         self.output: list[str] = []
+        self.errors = ""
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
@@ -503,7 +504,7 @@ class RunningServer:
                 self.url = line.split("listening on ")[1].split()[0]
                 return
         self.stop()
-        raise RuntimeError("jobsvc serve did not start:\n" + "".join(self.output) + self.proc.stderr.read())
+        raise RuntimeError("jobsvc serve did not start:\n" + "".join(self.output) + self.errors)
 
     def stop(self) -> int:
         import signal
@@ -516,6 +517,8 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.errors = self.proc.stderr.read()  # what it logged, for a failing test to show
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

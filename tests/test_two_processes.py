@@ -71,8 +71,10 @@ def servers(request, tmp_path, postgres_server):
         assert not list(tmp_path.glob("*/jobsvc.sqlite3"))  # the database is PostgreSQL's, not a file
         yield [server.url for server in running], dsn
     finally:
-        for server in running:
+        for number, server in enumerate(running):
             server.stop()
+            # shown with a failing test's output: a 500's traceback is in the server's log
+            print(f"--- server {number} ({server.url}) logged:\n{server.errors}")
 
 
 async def test_two_processes_answer_as_one(servers):
