@@ -389,6 +389,10 @@ def _weed_command(weed: Path, data: Path, ports: dict[str, int]) -> list[str]:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-volume.preStopSeconds=0",  # mini's 1 s wait before a volume server stops: nothing to drain here
+        # Every bucket gets volumes of its own. By default the count is derived from the disk's free space, so on a
+        # fuller disk a long session ran out ("No writable volumes and no free volumes left": PutObject's
+        # InternalError); a fixed count keeps the suite independent of what else is on the disk.
+        "-volume.max=1000",
         # Every bucket would be a collection of its own, whose first write grows volumes (about a second).
         "-filer.collection=jobsvc",
         # Unix sockets default to /tmp/seaweedfs-<component>-<port>.sock; these two can be moved.
