@@ -8,13 +8,14 @@ at read time.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobsvc.domain.timefmt import format_utc, parse, seconds_between
 from jobsvc.storage.rows import Row
 
 ONLINE_WINDOW = timedelta(hours=2)
+FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
 def user(row: Row, base: str, prefix: str = "u_") -> dict[str, Any] | None:
@@ -180,6 +181,33 @@ class JobPresenter:
         entity["archived"] = False
         entity["tag_list"] = sorted(json.loads(row["tags"]))
         return entity
+
+
+def stable_until(row: Row, now: datetime) -> datetime | None:
+    """Until when the job entity of ``row`` stays the same as at ``now`` while the row does; None when it
+    changes with the clock (a job that waits or runs: its durations count).
+
+    The clock shows in three places: the durations of a job not finished, its runner going offline two
+    hours after its last contact, its archive expiring (a second early here, as the row's time and the
+    clock are compared as text)."""
+    started = row["started_at"]
+    if (started is not None and row["finished_at"] is None) or (started is None and row["queued_at"] is not None):
+        return None  # seconds_between(start, None, now): the duration or the queued duration counts
+    until = FOREVER
+    contacted = row["r_contacted_at"]
+    try:
+        if row["runner_id"] is not None and row["r_description"] is not None and contacted is not None:
+            offline = parse(contacted) + ONLINE_WINDOW
+            if now < offline:
+                until = offline
+        now_text = format_utc(now)
+        if row["artifacts"] not in (None, "[]"):
+            for file_type, _size, _name, _format, expire_at, _locked in json.loads(row["artifacts"]):
+                if file_type == "archive" and expire_at is not None and expire_at > now_text:
+                    until = min(until, parse(expire_at) - timedelta(seconds=1))
+    except ValueError:  # a time that is not ISO 8601: leave it to the clock
+        return None
+    return until if until > now else None
 
 
 def job(row: Row, base: str, now: datetime) -> dict[str, Any]:
