@@ -116,12 +116,25 @@ RUNNER = {"runner_id": 1, "r_description": "docker"}
 
 
 @pytest.mark.parametrize(
+    "row,counts",
+    [
+        (_row(), False),  # created: never queued
+        (_row(queued_at=T(NOW)), True),  # pending: its queued duration counts
+        (_row(queued_at=T(NOW), started_at=T(NOW)), True),  # running: its duration counts
+        (_row(queued_at=T(NOW), finished_at=T(NOW)), True),  # canceled while pending: still counts
+        (_row(**FINISHED), False),
+        (_row(started_at=T(NOW), finished_at=T(NOW)), False),
+    ],
+)
+def test_counts_time(row, counts):
+    assert entities.counts_time(row) is counts
+
+
+@pytest.mark.parametrize(
     "row,until",
     [
-        (_row(), entities.FOREVER),  # created: never queued
-        (_row(queued_at=T(NOW)), None),  # pending: its queued duration counts
-        (_row(queued_at=T(NOW), started_at=T(NOW)), None),  # running: its duration counts
-        (_row(queued_at=T(NOW), finished_at=T(NOW)), None),  # canceled while pending: still counts
+        (_row(), entities.FOREVER),
+        (_row(queued_at=T(NOW), started_at=T(NOW)), entities.FOREVER),  # running: but for its durations
         (_row(**FINISHED), entities.FOREVER),
         (_row(**FINISHED, **RUNNER), entities.FOREVER),  # never contacted: offline for good
         (_row(**FINISHED, **RUNNER, r_contacted_at=T(NOW - timedelta(minutes=30))), NOW + timedelta(minutes=90)),
@@ -135,7 +148,7 @@ RUNNER = {"runner_id": 1, "r_description": "docker"}
     ],
 )
 def test_stable_until(row, until):
-    assert entities.stable_until(row, NOW) == until
+    assert entities.stable_until(row, NOW, format_utc(NOW)) == until
 
 
 # --- over HTTP: every change is seen by the next request ---------------------------------------------
@@ -244,20 +257,21 @@ async def test_a_runner_goes_offline_two_hours_after_its_last_contact(client, mo
     ],
 )
 async def test_kept_answers_are_the_bytes_a_fresh_one_has(client, path, monkeypatch):
-    """The same request three times: building everything, from the cache, and with the cache emptied
-    and switched off (as on PostgreSQL): byte for byte the same body and Link header (at one moment,
-    since a pending or running job's durations count)."""
-    moment = datetime.now(UTC)
-    monkeypatch.setattr(jobjson, "utcnow", lambda: moment)
+    """The same request: building everything; then, a minute later, twice from the cache, and with the
+    cache emptied and switched off (as on PostgreSQL): byte for byte the same body and Link header."""
+    clock = [datetime.now(UTC)]
+    monkeypatch.setattr(jobjson, "utcnow", lambda: clock[0])
 
     async def get() -> tuple[bytes, str | None]:
         resp = await client.get(path, headers=auth("root"))
         assert resp.status == 200
         return await resp.read(), resp.headers.get("Link")
 
-    first = await get()
+    await get()
     if caching(client):
         assert len(client.app[JOB_JSON]) > 0
+    clock[0] += timedelta(seconds=61.5)  # a running job's duration, a pending one's queued duration grow
+    first = await get()
     second = await get()
     for key in (CREDENTIALS, PROJECTS, JOB_JSON):
         client.app[key].clear()

@@ -12,6 +12,7 @@ rack-oauth2's ``invalid_token`` for expired and revoked ones, 403
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,6 +66,12 @@ def _job_token(request: web.Request) -> str | None:
     return request.headers.get("JOB-TOKEN") or request.query.get("job_token")
 
 
+@functools.lru_cache(maxsize=64)
+def _scopes(text: str) -> frozenset[str]:
+    """A token's scopes (a JSON array; tokens share a handful of these)."""
+    return frozenset(json.loads(text))
+
+
 def _check_user(user: Row, request: web.Request) -> None:
     if user["state"] == "blocked":
         raise errors.forbidden("Your account has been blocked.")
@@ -97,8 +104,7 @@ async def _by_pat(request: web.Request, token: str, method: str) -> Principal:
         raise errors.invalid_token("revoked")
     if row["expires_at"] is not None and row["expires_at"] <= today().isoformat():
         raise errors.invalid_token("expired")
-    scopes = set(json.loads(row["scopes"]))
-    if "api" not in scopes and method not in READ_METHODS:
+    if "api" not in _scopes(row["scopes"]) and method not in READ_METHODS:
         raise errors.insufficient_scope("api")
     _check_user(row, request)
     return Principal(row)

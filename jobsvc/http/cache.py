@@ -104,4 +104,4 @@ def setup(app: web.Application) -> None:
     """The app's caches, empty."""
     app[CREDENTIALS] = VersionedCache(MAX_CREDENTIALS)
     app[PROJECTS] = VersionedCache(MAX_PROJECTS)
-    app[JOB_JSON] = VersionedCache(MAX_JOB_JSON_BYTES, lambda entry: len(entry[1]) + 100)
+    app[JOB_JSON] = VersionedCache(MAX_JOB_JSON_BYTES, lambda kept: kept.weight)

@@ -183,16 +183,19 @@ class JobPresenter:
         return entity
 
 
-def stable_until(row: Row, now: datetime) -> datetime | None:
-    """Until when the job entity of ``row`` stays the same as at ``now`` while the row does; None when it
-    changes with the clock (a job that waits or runs: its durations count).
-
-    The clock shows in three places: the durations of a job not finished, its runner going offline two
-    hours after its last contact, its archive expiring (a second early here, as the row's time and the
-    clock are compared as text)."""
+def counts_time(row: Row) -> bool:
+    """Whether the job's ``duration`` or ``queued_duration`` grows with the clock (it waits or runs:
+    ``seconds_between(start, None, now)``)."""
     started = row["started_at"]
-    if (started is not None and row["finished_at"] is None) or (started is None and row["queued_at"] is not None):
-        return None  # seconds_between(start, None, now): the duration or the queued duration counts
+    return (started is not None and row["finished_at"] is None) or (started is None and row["queued_at"] is not None)
+
+
+def stable_until(row: Row, now: datetime, now_text: str) -> datetime | None:
+    """Until when the job entity of ``row`` stays the same as at ``now`` (``format_utc(now)``) while the
+    row does, but for its durations (``counts_time``); None when that cannot be told.
+
+    The clock shows in two more places: the runner going offline two hours after its last contact, and
+    the archive expiring (a second early here, as the row's time and the clock are compared as text)."""
     until = FOREVER
     contacted = row["r_contacted_at"]
     try:
@@ -200,7 +203,6 @@ def stable_until(row: Row, now: datetime) -> datetime | None:
             offline = parse(contacted) + ONLINE_WINDOW
             if now < offline:
                 until = offline
-        now_text = format_utc(now)
         if row["artifacts"] not in (None, "[]"):
             for file_type, _size, _name, _format, expire_at, _locked in json.loads(row["artifacts"]):
                 if file_type == "archive" and expire_at is not None and expire_at > now_text:
