@@ -16,7 +16,7 @@ from jobsvc.domain.timefmt import format_utc
 from jobsvc.http import entities
 from jobsvc.http.cache import VersionedCache
 from jobsvc.http.handlers import jobjson
-from jobsvc.http.keys import CREDENTIALS, DB, JOB_JSON, PROJECTS, REPO
+from jobsvc.http.keys import CREDENTIALS, DB, JOB_JSON, RECORDS, REPO
 from tests.conftest import RUNNING_JOB_TOKEN, auth
 
 JOB8 = "/api/v4/projects/1/jobs/8"
@@ -225,7 +225,7 @@ async def test_a_renamed_user_shows_in_every_job_of_theirs(client):
 @pytest.mark.sqlite_only
 async def test_a_write_by_another_process_is_seen_too(client, config):
     assert (await client.get(JOB8, headers=auth("developer"))).status == 200
-    assert client.app[CREDENTIALS] and client.app[PROJECTS]
+    assert client.app[CREDENTIALS] and client.app[RECORDS]
     with sqlite3.connect(config.data_dir / "jobsvc.sqlite3") as other:  # as `jobsvc load` would
         other.execute("UPDATE personal_access_tokens SET revoked = 1 WHERE user_id = 3")
     assert (await client.get(JOB8, headers=auth("developer"))).status == 401
@@ -273,7 +273,7 @@ async def test_kept_answers_are_the_bytes_a_fresh_one_has(client, path, monkeypa
     clock[0] += timedelta(seconds=61.5)  # a running job's duration, a pending one's queued duration grow
     first = await get()
     second = await get()
-    for key in (CREDENTIALS, PROJECTS, JOB_JSON):
+    for key in (CREDENTIALS, RECORDS, JOB_JSON):
         client.app[key].clear()
     original = client.app[DB].data_version
     client.app[DB].data_version = lambda: None  # type: ignore[method-assign]

@@ -16,14 +16,13 @@ import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from aiohttp import web
 
 from jobsvc.domain import errors
 from jobsvc.domain.timefmt import today
 from jobsvc.domain.tokens import digest
-from jobsvc.http.cache import data_version
+from jobsvc.http.cache import row_through
 from jobsvc.http.keys import CREDENTIALS, REPO
 from jobsvc.http.urls import base_url
 from jobsvc.storage.rows import Row
@@ -86,14 +85,8 @@ async def _lookup(
     request: web.Request, kind: str, token: str, find: Callable[[str], Awaitable[Row | None]]
 ) -> Row | None:
     """The row a token's digest finds (``find``), through the CREDENTIALS cache."""
-    cache, version, key = request.app[CREDENTIALS], data_version(request), (kind, digest(token))
-    cached = cache.get(key, version)
-    if cached is not None:
-        return cached[0]
-    row = await find(key[1])
-    found = None if row is None else MappingProxyType(dict(row))  # shared between requests: read-only
-    cache.put(key, version, (found,))
-    return found
+    key = digest(token)
+    return await row_through(request, request.app[CREDENTIALS], (kind, key), lambda: find(key))
 
 
 async def _by_pat(request: web.Request, token: str, method: str) -> Principal:

@@ -16,19 +16,20 @@ entries go first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from datetime import datetime
-from typing import Generic, TypeVar
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
-from jobsvc.http.keys import CREDENTIALS, DB, JOB_JSON, PROJECTS
+from jobsvc.http.keys import CREDENTIALS, DB, JOB_JSON, RECORDS
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 MAX_CREDENTIALS = 10_000  # tokens (and tokens that found nothing)
-MAX_PROJECTS = 10_000  # (project, caller) pairs
+MAX_RECORDS = 10_000  # (project, caller) pairs, pipelines
 MAX_JOB_JSON_BYTES = 8 * 1024 * 1024  # serialized job entities, about 2 KB each
 # the version a request started at
 _VERSION: web.RequestKey[int | None] = web.RequestKey("data_version")
@@ -103,5 +104,23 @@ class VersionedCache(Generic[K, V]):
 def setup(app: web.Application) -> None:
     """The app's caches, empty."""
     app[CREDENTIALS] = VersionedCache(MAX_CREDENTIALS)
-    app[PROJECTS] = VersionedCache(MAX_PROJECTS)
+    app[RECORDS] = VersionedCache(MAX_RECORDS)
     app[JOB_JSON] = VersionedCache(MAX_JOB_JSON_BYTES, lambda kept: kept.weight)
+
+
+async def row_through(
+    request: web.Request,
+    cache: VersionedCache[Any, tuple[Mapping[str, Any] | None]],
+    key: Hashable,
+    read: Callable[[], Awaitable[Mapping[str, Any] | None]],
+) -> Mapping[str, Any] | None:
+    """The row ``read()`` finds (or None), kept in ``cache`` under ``key`` (a miss is kept too).
+    A kept row is shared by the requests that find it, so it is handed out read-only."""
+    version = data_version(request)
+    kept = cache.get(key, version)
+    if kept is not None:
+        return kept[0]
+    row = await read()
+    found = None if row is None else MappingProxyType(dict(row))
+    cache.put(key, version, (found,))
+    return found

@@ -27,7 +27,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this app's Prometheus re
 # The external URL a fixture declared (the setting, when given, wins over it).
 EXTERNAL_URL: web.AppKey[str] = web.AppKey("external_url")
 # Read from the database, kept while it does not change (jobsvc.http.cache): what a token's digest
-# finds, a project with a caller's access level, a job's serialized entity.
+# finds, a project with a caller's access level or a pipeline, a job's serialized entity.
 CREDENTIALS: web.AppKey[VersionedCache] = web.AppKey("credentials")
-PROJECTS: web.AppKey[VersionedCache] = web.AppKey("projects")
+RECORDS: web.AppKey[VersionedCache] = web.AppKey("records")
 JOB_JSON: web.AppKey[VersionedCache] = web.AppKey("job_json")

@@ -92,6 +92,10 @@ def pipeline_job_ids_sql(statuses: Sequence[str], params: dict[str, Any], *, inc
     return sql
 
 
+def _id(row: Row) -> int:
+    return int(row["id"])
+
+
 class Repository(Statements):
     def __init__(self, db: Backend):
         super().__init__(db)
@@ -268,9 +272,16 @@ class Repository(Statements):
         params: dict[str, Any] = {"pipeline_id": pipeline_id, "limit": limit + 1, "offset": offset}
         ids = pipeline_job_ids_sql(statuses, params, include_retried=include_retried)
         page_ids = f"{ids} ORDER BY id DESC LIMIT :limit OFFSET :offset"
-        sql = page_ids if ids_only else f"{JOB_SELECT} WHERE j.id IN ({page_ids}) ORDER BY j.id DESC"
-        rows = await self.db.fetchall(sql, params)
-        count = await self.db.fetchone(f"SELECT count(*) AS n FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})", params)
+        counted = f"SELECT count(*) FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})"
+        if ids_only:  # the ids and the count in one statement: a row for each id, and one with the count
+            both = await self.db.fetchall(
+                f"SELECT id, NULL AS n FROM ({page_ids}) UNION ALL SELECT NULL, ({counted})", params
+            )
+            ids_found: list[Row] = sorted((row for row in both if row["id"] is not None), key=_id, reverse=True)
+            total = next(row["n"] for row in both if row["id"] is None)
+            return Page(ids_found[:limit], len(ids_found) > limit, total)
+        rows = await self.db.fetchall(f"{JOB_SELECT} WHERE j.id IN ({page_ids}) ORDER BY j.id DESC", params)
+        count = await self.db.fetchone(f"SELECT ({counted}) AS n", params)
         return Page(rows[:limit], len(rows) > limit, count["n"] if count else 0)
 
     async def archive(self, job_id: int) -> Row | None:

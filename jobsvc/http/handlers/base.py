@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import orjson
@@ -13,8 +12,8 @@ from jobsvc.domain import errors, numbers
 from jobsvc.domain.policy import Access, is_protected
 from jobsvc.http import pagination
 from jobsvc.http.auth import Principal
-from jobsvc.http.cache import data_version
-from jobsvc.http.keys import PROJECTS, REPO
+from jobsvc.http.cache import row_through
+from jobsvc.http.keys import RECORDS, REPO
 from jobsvc.http.urls import base_url
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
@@ -23,6 +22,7 @@ __all__ = [
     "base_url",
     "find_project",
     "find_project_by_id",
+    "find_pipeline",
     "find_project_by_path",
     "int_param",
     "job_of",
@@ -88,21 +88,31 @@ async def find_project_by_path(request: web.Request, principal: Principal | None
 
 
 async def _project(request: web.Request, principal: Principal | None, by: str, ident: int | str) -> Row | None:
-    """A project row with the caller's access level, through the PROJECTS cache (jobsvc.http.cache)."""
+    """A project row with the caller's access level, through the RECORDS cache (jobsvc.http.cache)."""
     user_id = principal.user_id if principal else None
-    cache, version, key = request.app[PROJECTS], data_version(request), (by, ident, user_id)
-    cached = cache.get(key, version)
-    if cached is not None:
-        return cached[0]
-    if by == "id":
-        assert isinstance(ident, int)
-        row = await repo(request).project_by_id(ident, user_id)
-    else:
-        assert isinstance(ident, str)
-        row = await repo(request).project_by_path(ident, user_id)
-    found = None if row is None else MappingProxyType(dict(row))  # shared between requests: read-only
-    cache.put(key, version, (found,))
-    return found
+    repository = repo(request)
+
+    def read() -> Awaitable[Row | None]:
+        if isinstance(ident, int):
+            return repository.project_by_id(ident, user_id)
+        return repository.project_by_path(ident, user_id)
+
+    return await row_through(request, request.app[RECORDS], ("project", by, ident, user_id), read)
+
+
+async def find_pipeline(request: web.Request, project: Row, pipeline_id: int | None) -> Row:
+    """A pipeline of the project (through the RECORDS cache), or GitLab's RecordNotFound 404."""
+    row = None
+    if pipeline_id is not None:  # None: past 64 bits, no such pipeline
+        row = await row_through(
+            request,
+            request.app[RECORDS],
+            ("pipeline", project["id"], pipeline_id),
+            lambda: repo(request).pipeline(project["id"], pipeline_id),
+        )
+    if row is None:
+        raise errors.record_not_found()
+    return row
 
 
 def _readable_project(row: Row | None, principal: Principal | None) -> tuple[Row, Access]:

@@ -11,6 +11,7 @@ from jobsvc.http.auth import authenticate, require
 from jobsvc.http.handlers import jobjson
 from jobsvc.http.handlers.base import (
     base_url,
+    find_pipeline,
     find_project,
     int_param,
     json_bytes,
@@ -73,10 +74,7 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not access.read_pipeline():
         raise errors.forbidden()
-    pipeline_id = query["pipeline_id"]  # None past 64 bits: no such pipeline
-    pipeline = None if pipeline_id is None else await repo(request).pipeline(project["id"], pipeline_id)
-    if pipeline is None:
-        raise errors.record_not_found()
+    pipeline = await find_pipeline(request, project, query["pipeline_id"])
 
     page = pagination.page_of(query["page"], query["per_page"])
     result = await repo(request).pipeline_jobs(
