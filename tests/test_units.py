@@ -99,7 +99,7 @@ def test_parse_query_clashes_and_depth(pairs, name):
     ],
 )
 def test_scope(value, allow_hash, expected):
-    schema = params.ProjectJobsSchema() if allow_hash else params.PipelineJobsSchema()
+    schema = params.ProjectJobsSchema if allow_hash else params.PipelineJobsSchema
     data = {"scope": value, "pipeline_id": "1"}
     assert params.load(schema, data)["scope"] == expected
 
@@ -107,7 +107,7 @@ def test_scope(value, allow_hash, expected):
 @pytest.mark.parametrize("value", [{"a": "pending"}, ["success", "nope"], "nope", 5])
 def test_scope_invalid_on_pipeline_jobs(value):
     with pytest.raises(ParamError) as info:
-        params.load(params.PipelineJobsSchema(), {"scope": value, "pipeline_id": "1"})
+        params.load(params.PipelineJobsSchema, {"scope": value, "pipeline_id": "1"})
     assert info.value.body == {"error": "scope does not have a valid value"}
 
 
@@ -117,7 +117,7 @@ def test_scope_invalid_on_pipeline_jobs(value):
 )
 def test_grape_boolean(text, expected):
     assert (
-        params.load(params.PipelineJobsSchema(), {"include_retried": text, "pipeline_id": "1"})["include_retried"]
+        params.load(params.PipelineJobsSchema, {"include_retried": text, "pipeline_id": "1"})["include_retried"]
         is expected
     )
 

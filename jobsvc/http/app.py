@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from jobsvc.domain.ratelimit import RateLimiter
-from jobsvc.http import routes
+from jobsvc.http import cache, routes
 from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, METRICS, RATE_LIMITER, REPO, STORE, TRACES
 from jobsvc.http.metrics import Metrics, metrics_middleware
 from jobsvc.http.middleware import error_middleware, security_headers
@@ -83,6 +83,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[metrics_middleware, error_middleware])
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    cache.setup(app)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_background)
     app.on_response_prepare.append(security_headers)

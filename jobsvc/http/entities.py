@@ -8,13 +8,14 @@ at read time.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobsvc.domain.timefmt import format_utc, parse, seconds_between
 from jobsvc.storage.rows import Row
 
 ONLINE_WINDOW = timedelta(hours=2)
+FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
 def user(row: Row, base: str, prefix: str = "u_") -> dict[str, Any] | None:
@@ -180,6 +181,35 @@ class JobPresenter:
         entity["archived"] = False
         entity["tag_list"] = sorted(json.loads(row["tags"]))
         return entity
+
+
+def counts_time(row: Row) -> bool:
+    """Whether the job's ``duration`` or ``queued_duration`` grows with the clock (it waits or runs:
+    ``seconds_between(start, None, now)``)."""
+    started = row["started_at"]
+    return (started is not None and row["finished_at"] is None) or (started is None and row["queued_at"] is not None)
+
+
+def stable_until(row: Row, now: datetime, now_text: str) -> datetime | None:
+    """Until when the job entity of ``row`` stays the same as at ``now`` (``format_utc(now)``) while the
+    row does, but for its durations (``counts_time``); None when that cannot be told.
+
+    The clock shows in two more places: the runner going offline two hours after its last contact, and
+    the archive expiring (a second early here, as the row's time and the clock are compared as text)."""
+    until = FOREVER
+    contacted = row["r_contacted_at"]
+    try:
+        if row["runner_id"] is not None and row["r_description"] is not None and contacted is not None:
+            offline = parse(contacted) + ONLINE_WINDOW
+            if now < offline:
+                until = offline
+        if row["artifacts"] not in (None, "[]"):
+            for file_type, _size, _name, _format, expire_at, _locked in json.loads(row["artifacts"]):
+                if file_type == "archive" and expire_at is not None and expire_at > now_text:
+                    until = min(until, parse(expire_at) - timedelta(seconds=1))
+    except ValueError:  # a time that is not ISO 8601: leave it to the clock
+        return None
+    return until if until > now else None
 
 
 def job(row: Row, base: str, now: datetime) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from jobsvc.domain.ratelimit import RateLimiter
+    from jobsvc.http.cache import VersionedCache
     from jobsvc.http.metrics import Metrics
     from jobsvc.services.ratelimits import SharedRateLimiter
     from jobsvc.services.tracestore import TraceStore
@@ -25,3 +26,8 @@ RATE_LIMITER: web.AppKey[RateLimiter | SharedRateLimiter] = web.AppKey("rate_lim
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this app's Prometheus registry and counters
 # The external URL a fixture declared (the setting, when given, wins over it).
 EXTERNAL_URL: web.AppKey[str] = web.AppKey("external_url")
+# Read from the database, kept while it does not change (jobsvc.http.cache): what a token's digest
+# finds, a project with a caller's access level or a pipeline, a job's serialized entity.
+CREDENTIALS: web.AppKey[VersionedCache] = web.AppKey("credentials")
+RECORDS: web.AppKey[VersionedCache] = web.AppKey("records")
+JOB_JSON: web.AppKey[VersionedCache] = web.AppKey("job_json")

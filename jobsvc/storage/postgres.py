@@ -315,6 +315,10 @@ class PostgresDatabase:
             await self._pool.close()
         self._pool = None
 
+    def data_version(self) -> None:
+        """Other processes write to the same database unseen: no number can say that nothing changed."""
+        return None
+
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         assert self._pool is not None, "database is not open"
         translation = self.translator.translate(sql)

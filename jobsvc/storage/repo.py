@@ -92,6 +92,10 @@ def pipeline_job_ids_sql(statuses: Sequence[str], params: dict[str, Any], *, inc
     return sql
 
 
+def _id(row: Row) -> int:
+    return int(row["id"])
+
+
 class Repository(Statements):
     def __init__(self, db: Backend):
         super().__init__(db)
@@ -228,26 +232,56 @@ class Repository(Statements):
     async def job_by_id(self, job_id: int) -> Row | None:
         return await self.db.fetchone(JOB_SELECT + " WHERE j.id = ?", (job_id,))
 
+    async def jobs_by_ids(self, ids: Sequence[int]) -> list[Row]:
+        """Jobs with all their columns, newest first (ids that name no job are left out)."""
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        return await self.db.fetchall(f"{JOB_SELECT} WHERE j.id IN ({marks}) ORDER BY j.id DESC", tuple(ids))
+
     async def project_jobs(
-        self, project_id: int, statuses: Sequence[str], *, limit: int, offset: int = 0, after: int | None = None
+        self,
+        project_id: int,
+        statuses: Sequence[str],
+        *,
+        limit: int,
+        offset: int = 0,
+        after: int | None = None,
+        ids_only: bool = False,
     ) -> Page:
-        """Newest first; ``limit + 1`` rows are read to learn whether a next page exists."""
+        """Newest first; ``limit + 1`` rows are read to learn whether a next page exists. With ``ids_only``
+        the rows hold only ``id`` (for a caller that keeps the jobs it built: jobs_by_ids for the others)."""
         params: dict[str, Any] = {"project_id": project_id, "limit": limit + 1, "offset": offset}
         ids = project_job_ids_sql(statuses, params, after=after)
-        rows = await self.db.fetchall(f"{JOB_SELECT} WHERE j.id IN ({ids}) ORDER BY j.id DESC", params)
+        sql = ids if ids_only else f"{JOB_SELECT} WHERE j.id IN ({ids}) ORDER BY j.id DESC"
+        rows = await self.db.fetchall(sql, params)
         return Page(rows[:limit], len(rows) > limit)
 
     async def pipeline_jobs(
-        self, pipeline_id: int, statuses: Sequence[str], *, include_retried: bool, limit: int, offset: int
+        self,
+        pipeline_id: int,
+        statuses: Sequence[str],
+        *,
+        include_retried: bool,
+        limit: int,
+        offset: int,
+        ids_only: bool = False,
     ) -> Page:
-        """A page of a pipeline's jobs and their number (capped: above 10,000 it is 10,001)."""
+        """A page of a pipeline's jobs and their number (capped: above 10,000 it is 10,001); ``ids_only``
+        as for project_jobs."""
         params: dict[str, Any] = {"pipeline_id": pipeline_id, "limit": limit + 1, "offset": offset}
         ids = pipeline_job_ids_sql(statuses, params, include_retried=include_retried)
-        rows = await self.db.fetchall(
-            f"{JOB_SELECT} WHERE j.id IN ({ids} ORDER BY id DESC LIMIT :limit OFFSET :offset) ORDER BY j.id DESC",
-            params,
-        )
-        count = await self.db.fetchone(f"SELECT count(*) AS n FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})", params)
+        page_ids = f"{ids} ORDER BY id DESC LIMIT :limit OFFSET :offset"
+        counted = f"SELECT count(*) FROM ({ids} LIMIT {MAX_COUNT_PLUS_ONE})"
+        if ids_only:  # the ids and the count in one statement: a row for each id, and one with the count
+            both = await self.db.fetchall(
+                f"SELECT id, NULL AS n FROM ({page_ids}) UNION ALL SELECT NULL, ({counted})", params
+            )
+            ids_found: list[Row] = sorted((row for row in both if row["id"] is not None), key=_id, reverse=True)
+            total = next(row["n"] for row in both if row["id"] is None)
+            return Page(ids_found[:limit], len(ids_found) > limit, total)
+        rows = await self.db.fetchall(f"{JOB_SELECT} WHERE j.id IN ({page_ids}) ORDER BY j.id DESC", params)
+        count = await self.db.fetchone(f"SELECT ({counted}) AS n", params)
         return Page(rows[:limit], len(rows) > limit, count["n"] if count else 0)
 
     async def archive(self, job_id: int) -> Row | None:

@@ -33,6 +33,11 @@ class Backend(Protocol):
 
     async def write(self, work: Callable[[Any], Awaitable[T]]) -> T: ...
 
+    def data_version(self) -> int | None:
+        """A number that stays the same for as long as nothing in the database changed, read without a round
+        trip; None when the backend cannot tell (then nothing read from it may be cached across requests)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Page:

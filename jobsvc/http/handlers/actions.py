@@ -50,7 +50,7 @@ async def _job_to_update(request: web.Request, principal: Principal) -> tuple[Ro
 
 async def cancel(request: web.Request) -> web.Response:
     principal = await require(request)
-    values = params.load(params.CancelSchema(), await body.params(request))
+    values = params.load(params.CancelSchema, await body.params(request))
     project, access, job = await _job_to_update(request, principal)
     if values["force"] and not access.at_least(policy.MAINTAINER):
         raise errors.forbidden()
@@ -79,7 +79,7 @@ async def erase(request: web.Request) -> web.Response:
 
 async def play(request: web.Request) -> web.Response:
     principal = await require(request)
-    values = params.load(params.PlaySchema(), await body.params(request))
+    values = params.load(params.PlaySchema, await body.params(request))
     project, access = await find_project(request, principal)
     if not access.read_build():
         raise errors.forbidden()

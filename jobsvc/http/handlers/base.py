@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import orjson
@@ -12,7 +12,8 @@ from jobsvc.domain import errors, numbers
 from jobsvc.domain.policy import Access, is_protected
 from jobsvc.http import pagination
 from jobsvc.http.auth import Principal
-from jobsvc.http.keys import REPO
+from jobsvc.http.cache import row_through
+from jobsvc.http.keys import RECORDS, REPO
 from jobsvc.http.urls import base_url
 from jobsvc.storage.repo import Repository
 from jobsvc.storage.rows import Row
@@ -21,9 +22,11 @@ __all__ = [
     "base_url",
     "find_project",
     "find_project_by_id",
+    "find_pipeline",
     "find_project_by_path",
     "int_param",
     "job_of",
+    "json_bytes",
     "json_response",
     "link_path",
     "protected_ref",
@@ -35,6 +38,11 @@ JSON = "application/json"
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+def json_bytes(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A response of JSON already serialized."""
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
 
 
 def link_path(request: web.Request) -> str:
@@ -60,27 +68,51 @@ def int_param(request: web.Request, name: str, *, message_name: str | None = Non
 async def find_project(request: web.Request, principal: Principal | None) -> tuple[Row, Access]:
     """``find_project!``: by numeric id or (case-insensitive) full path; 404 when not readable."""
     ident = request.match_info["id"]
-    user_id = principal.user_id if principal else None
-    repository = repo(request)
     if numbers.is_integer(ident):
         project_id = numbers.parse_id(ident)  # past 64 bits: no project has that id
-        row = None if project_id is None else await repository.project_by_id(project_id, user_id)
+        row = None if project_id is None else await _project(request, principal, "id", project_id)
     elif "/" in ident:
-        row = await repository.project_by_path(ident, user_id)
+        row = await _project(request, principal, "path", ident)
     else:
         row = None
     return _readable_project(row, principal)
 
 
 async def find_project_by_id(request: web.Request, principal: Principal | None, project_id: int) -> tuple[Row, Access]:
-    row = await repo(request).project_by_id(project_id, principal.user_id if principal else None)
-    return _readable_project(row, principal)
+    return _readable_project(await _project(request, principal, "id", project_id), principal)
 
 
 async def find_project_by_path(request: web.Request, principal: Principal | None, path: str) -> tuple[Row, Access]:
     """A project by its full path (a page's URL), 404 when not readable, as ``find_project``."""
-    row = await repo(request).project_by_path(path, principal.user_id if principal else None)
-    return _readable_project(row, principal)
+    return _readable_project(await _project(request, principal, "path", path), principal)
+
+
+async def _project(request: web.Request, principal: Principal | None, by: str, ident: int | str) -> Row | None:
+    """A project row with the caller's access level, through the RECORDS cache (jobsvc.http.cache)."""
+    user_id = principal.user_id if principal else None
+    repository = repo(request)
+
+    def read() -> Awaitable[Row | None]:
+        if isinstance(ident, int):
+            return repository.project_by_id(ident, user_id)
+        return repository.project_by_path(ident, user_id)
+
+    return await row_through(request, request.app[RECORDS], ("project", by, ident, user_id), read)
+
+
+async def find_pipeline(request: web.Request, project: Row, pipeline_id: int | None) -> Row:
+    """A pipeline of the project (through the RECORDS cache), or GitLab's RecordNotFound 404."""
+    row = None
+    if pipeline_id is not None:  # None: past 64 bits, no such pipeline
+        row = await row_through(
+            request,
+            request.app[RECORDS],
+            ("pipeline", project["id"], pipeline_id),
+            lambda: repo(request).pipeline(project["id"], pipeline_id),
+        )
+    if row is None:
+        raise errors.record_not_found()
+    return row
 
 
 def _readable_project(row: Row | None, principal: Principal | None) -> tuple[Row, Access]:

@@ -8,10 +8,13 @@ from jobsvc.domain import errors
 from jobsvc.domain.timefmt import utcnow
 from jobsvc.http import entities, pagination, params
 from jobsvc.http.auth import authenticate, require
+from jobsvc.http.handlers import jobjson
 from jobsvc.http.handlers.base import (
     base_url,
+    find_pipeline,
     find_project,
     int_param,
+    json_bytes,
     json_response,
     link_path,
     repo,
@@ -21,7 +24,7 @@ from jobsvc.http.keys import RATE_LIMITER
 
 async def list_project_jobs(request: web.Request) -> web.Response:
     principal = await require(request, job_token_allowed=True)
-    query = params.load(params.ProjectJobsSchema(), params.query(request.url.query.items()))
+    query = params.load(params.ProjectJobsSchema, params.query(request.url.query.items()))
     project, access = await find_project(request, principal)
     if not access.read_build():
         raise errors.forbidden()
@@ -30,7 +33,7 @@ async def list_project_jobs(request: web.Request) -> web.Response:
         raise errors.rate_limited(retry_after)
 
     page = pagination.page_of(query["page"], query["per_page"])
-    base, now = base_url(request), utcnow()
+    base = base_url(request)
     raw_query = list(request.url.query.items())
     if query["pagination"] == "keyset":
         if query["order_by"] != "id" or query["sort"] != "desc":
@@ -40,14 +43,16 @@ async def list_project_jobs(request: web.Request) -> web.Response:
             after = pagination.decode_cursor(query["cursor"])
             if after is None:
                 raise errors.bad_request("Invalid cursor")
-        result = await repo(request).project_jobs(project["id"], query["scope"], limit=page.per_page, after=after)
+        result = await repo(request).project_jobs(
+            project["id"], query["scope"], limit=page.per_page, after=after, ids_only=jobjson.caching(request)
+        )
         next_after = result.rows[-1]["id"] if result.has_next and result.rows else None
         headers = pagination.keyset_headers(base, link_path(request), raw_query, page.per_page, next_after)
     else:
         if pagination.offset_limit_exceeded(query["page"], query["per_page"]):
             raise errors.ApiError(405, {"error": pagination.OFFSET_LIMIT_MESSAGE})
         result = await repo(request).project_jobs(
-            project["id"], query["scope"], limit=page.per_page, offset=page.offset
+            project["id"], query["scope"], limit=page.per_page, offset=page.offset, ids_only=jobjson.caching(request)
         )
         headers = pagination.offset_headers(
             base,
@@ -58,22 +63,18 @@ async def list_project_jobs(request: web.Request) -> web.Response:
             out_of_range=not result.rows and page.page > 1,
             total=None,
         )
-    present = entities.JobPresenter(base, now)
-    return json_response([present(row) for row in result.rows], headers=headers)
+    return json_bytes(await jobjson.listed(request, result.rows), headers=headers)
 
 
 async def list_pipeline_jobs(request: web.Request) -> web.Response:
     principal = await authenticate(request, job_token_allowed=True)
     data = params.query(request.url.query.items())
     data["pipeline_id"] = request.match_info["pipeline_id"]
-    query = params.load(params.PipelineJobsSchema(), data)
+    query = params.load(params.PipelineJobsSchema, data)
     project, access = await find_project(request, principal)
     if not access.read_pipeline():
         raise errors.forbidden()
-    pipeline_id = query["pipeline_id"]  # None past 64 bits: no such pipeline
-    pipeline = None if pipeline_id is None else await repo(request).pipeline(project["id"], pipeline_id)
-    if pipeline is None:
-        raise errors.record_not_found()
+    pipeline = await find_pipeline(request, project, query["pipeline_id"])
 
     page = pagination.page_of(query["page"], query["per_page"])
     result = await repo(request).pipeline_jobs(
@@ -82,12 +83,12 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
         include_retried=query["include_retried"],
         limit=page.per_page,
         offset=page.offset,
+        ids_only=jobjson.caching(request),
     )
     count = result.total or 0
     total = count if count <= pagination.MAX_COUNT else None
-    base, now = base_url(request), utcnow()
     headers = pagination.offset_headers(
-        base,
+        base_url(request),
         link_path(request),
         list(request.url.query.items()),
         page,
@@ -95,8 +96,7 @@ async def list_pipeline_jobs(request: web.Request) -> web.Response:
         out_of_range=not result.rows and page.page > 1,
         total=total,
     )
-    present = entities.JobPresenter(base, now)
-    return json_response([present(row) for row in result.rows], headers=headers)
+    return json_bytes(await jobjson.listed(request, result.rows), headers=headers)
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -105,10 +105,15 @@ async def get_job(request: web.Request) -> web.Response:
     project, access = await find_project(request, principal)
     if not access.read_build():
         raise errors.forbidden()
-    row = None if job_id is None else await repo(request).job(project["id"], job_id)
-    if row is None:
+    if job_id is None:
         raise errors.record_not_found()
-    return json_response(entities.job(row, base_url(request), utcnow()))
+    data = jobjson.cached(request, project["id"], job_id)
+    if data is None:
+        row = await repo(request).job(project["id"], job_id)
+        if row is None:
+            raise errors.record_not_found()
+        data = jobjson.one(request, row)
+    return json_bytes(data)
 
 
 async def get_current_job(request: web.Request) -> web.Response:

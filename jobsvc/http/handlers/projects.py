@@ -36,7 +36,7 @@ def _counted_headers(request: web.Request, page: pagination.PageRequest, rows: i
 
 async def list_projects(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    query = params.load(params.ProjectsSchema(), params.query(request.url.query.items()))
+    query = params.load(params.ProjectsSchema, params.query(request.url.query.items()))
     page = pagination.page_of(query["page"], query["per_page"])
     found = await repo(request).visible_projects(
         user_id=principal.user_id if principal else None,
@@ -62,7 +62,7 @@ async def get_project(request: web.Request) -> web.Response:
 
 async def list_pipelines(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    query = params.load(params.PipelinesSchema(), params.query(request.url.query.items()))
+    query = params.load(params.PipelinesSchema, params.query(request.url.query.items()))
     project, access = await find_project(request, principal)
     if not access.read_pipeline():
         raise errors.forbidden()
@@ -90,7 +90,7 @@ async def get_pipeline(request: web.Request) -> web.Response:
 async def create_pipeline(request: web.Request) -> web.Response:
     """``POST /projects/:id/pipeline``: a pipeline from the project's stored ``.gitlab-ci.yml``."""
     principal = await require(request)
-    values = params.load(params.CreatePipelineSchema(), await body.params(request))
+    values = params.load(params.CreatePipelineSchema, await body.params(request))
     project, access = await find_project(request, principal)
     if not policy.can_update_job(access, await protected_ref(request, project, values["ref"])):
         raise errors.forbidden()
