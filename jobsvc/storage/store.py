@@ -313,7 +313,8 @@ class Store:
     # --- logs --------------------------------------------------------------------------
 
     def trace_path(self, job_id: int) -> Path:
-        return self.path(self.trace_key(job_id))
+        """``path(trace_key(job_id))``: a key made from an int always matches, so it is not matched again."""
+        return self.root / "traces" / f"{int(job_id)}.log"
 
     def trace_lock(self, job_id: int) -> asyncio.Lock:
         """The per-job lock every writer of a log holds (appends, archiving, erasing)."""
