@@ -21,6 +21,10 @@ One append is one step under the job's trace lock (``Store.trace_lock``):
    jobs cannot share one; they run on the store's own pool of threads (``store._LOG_IO``), many at
    once, and the filesystem commits concurrent syncs together (bench/trace_bench.py measures it).
 
+Steps 4 and 5 run at once (``TraceAppend.commit``): the read of step 4 starts once the body is in, the
+last write and its fdatasync go to one worker thread meanwhile, and the 202 waits for both. A 403 from
+step 4 still wins over any write error, and still truncates the log back (durably) under the lock.
+
 Why the lock closes the race with a job's end: everything that turns a job's log into its final
 record takes the same lock, so it sees the log either before the append or after it, never half of
 it. ``jobstate.archive_trace`` (after a ``PUT`` success or failure, a trace-size drop) measures the
@@ -107,8 +111,7 @@ class FileTraces:
                 if log.size + len(chunk) > size_limit:
                     raise TraceTooLarge
                 await log.write(chunk)
-            status = await jobstate.alive_status(repo, job_id)
-            size = await log.commit()
+            size, status = await log.commit(jobstate.alive_status(repo, job_id))
             return Appended(True, size, status)
 
     async def archive(self, job_id: int) -> None:

@@ -35,10 +35,11 @@ import os
 import re
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import aiofiles
 
@@ -54,6 +55,7 @@ _EXTENSIONS = {"zip": "zip", "gzip": "gz", "raw": "raw"}
 __all__ = ["CHUNK", "Incoming", "Store", "StoredFile", "StoreError", "StoreFull", "TooLarge", "TraceAppend"]
 
 _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Store:
     def __init__(self, root: Path, min_free: int = 0):
         self.root = root
         self.tmp = root / "tmp"
+        self._traces = root / "traces"
         self.min_free = min_free
         self._trace_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -314,7 +317,7 @@ class Store:
 
     def trace_path(self, job_id: int) -> Path:
         """``path(trace_key(job_id))``: a key made from an int always matches, so it is not matched again."""
-        return self.root / "traces" / f"{int(job_id)}.log"
+        return self._traces / f"{int(job_id)}.log"
 
     def trace_lock(self, job_id: int) -> asyncio.Lock:
         """The per-job lock every writer of a log holds (appends, archiving, erasing)."""
@@ -396,11 +399,27 @@ class TraceAppend:
         if len(self._buffer) >= CHUNK:
             await self._run(self._flush)
 
-    async def commit(self) -> int:
-        """Write what is buffered and fdatasync: once this returns, the bytes survive a crash. The new size."""
-        await self._run(self._flush_and_sync)
+    async def commit(self, check: Awaitable[_T]) -> tuple[int, _T]:
+        """Write what is buffered and fdatasync while ``check`` (the caller's last word on the append) runs.
+
+        Committed only when both succeeded: then the bytes survive a crash; returns the new size and what
+        ``check`` returned. If ``check`` raises, its error is raised (before any of the write's) and leaving
+        the block truncates the log back, as for any failure. One worker-thread hop does the write and the
+        sync of a body that fits in the buffer, and the check's wait overlaps the sync's."""
+        checking = asyncio.ensure_future(check)
+        try:
+            await self._run(self._flush_and_sync)
+        except BaseException as exc:
+            if not checking.done():
+                checking.cancel()
+            await asyncio.wait([checking])
+            refused = None if checking.cancelled() else checking.exception()
+            if refused is not None and isinstance(exc, Exception):  # not for a cancel of our own
+                raise refused from None
+            raise
+        outcome = await checking
         self._committed = True
-        return self.start + self.written
+        return self.start + self.written, outcome
 
     async def _run(self, fn) -> None:
         self._pending = asyncio.get_running_loop().run_in_executor(_LOG_IO, fn)
