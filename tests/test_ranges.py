@@ -132,6 +132,17 @@ def test_parse_range(header, size, expected):
     assert ranges.parse_range(header, size) == expected
 
 
+SUFFIXES = ["bytes=-1", "bytes=-999", "bytes=-1000", "bytes=-1001", "bytes=-0", "bytes=-000", "bytes=-00012",
+            "bytes=-" + "9" * 5000, "bytes=-", "BYTES=-5", " bytes=-5", "bytes=-5 ", "bytes=-٥"]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [0, 1, N])
+def test_the_plain_suffix_shortcut_answers_as_the_general_parse(monkeypatch, size):
+    fast = [ranges.parse_range(header, size) for header in SUFFIXES]
+    monkeypatch.setattr(ranges, "_PLAIN_SUFFIX", ranges.re.compile(r"(?!)"))  # never matches
+    assert fast == [ranges.parse_range(header, size) for header in SUFFIXES]
+
+
 def test_decision_end_is_inclusive():
     assert part(990, 999).end == 999
     assert part(990, 999).length == 10

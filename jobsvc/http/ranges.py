@@ -93,6 +93,7 @@ SMALL_RANGE = 1024 * 1024
 
 _OWS = " \t"
 _RANGE_SPEC = re.compile(r"\A([0-9]*)-([0-9]*)\Z")  # [0-9], not \d: "٠-٩" must not parse (CVE-2025-69225)
+_PLAIN_SUFFIX = re.compile(r"\Abytes=-([0-9]+)\Z")  # the common tail request, with nothing to strip or split
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,9 @@ def parse_range(header: str | None, size: int) -> RangeDecision:
     """Answer one ``Range`` header for a file of ``size`` bytes, per the table in the module docstring."""
     if header is None:
         return RangeDecision.whole(size)
+    suffix = _PLAIN_SUFFIX.match(header)
+    if suffix is not None:  # "bytes=-N" as tail pollers send it: the same answer as the general parse below
+        return _suffix(_position(suffix.group(1), size), size)
     unit, equals, range_set = header.strip(_OWS).partition("=")
     if not equals or unit.lower() != "bytes":
         return RangeDecision.whole(size)
@@ -279,28 +283,29 @@ def _snapshot(path: Path, range_header: str | None, if_range: str | None, want_b
 
     What is left to read (``unread``) is for ``_read_rest`` on a worker thread; ``file`` stays open for it,
     or for sendfile."""
-    with contextlib.ExitStack() as cleanup:
-        file, st = open_regular(path)
-        cleanup.enter_context(file)
+    fd, st = _open_regular_fd(path)
+    try:
         etag = make_etag(st.st_size, st.st_mtime_ns, st.st_ino)
         decision = plan_range(range_header, if_range, size=st.st_size, etag=etag, last_modified=st.st_mtime)
         snapshot = _Snapshot(decision, st.st_size, etag, st.st_mtime)
-        if not want_body or decision.status == 416:
-            return snapshot
-        if not _in_memory(decision):
-            snapshot.file = file
-            cleanup.pop_all()  # the response closes it once sendfile is done
-            return snapshot
-        if decision.length == 0:
-            snapshot.body = b""
-            return snapshot
-        body = _read_cached(file.fileno(), decision.length, decision.start)
-        snapshot.body = body
-        snapshot.unread = decision.length - len(body)
-        if snapshot.unread:
-            snapshot.file = file
-            cleanup.pop_all()  # _read_rest closes it
-        return snapshot
+        if want_body and decision.status != 416:
+            if not _in_memory(decision):
+                snapshot.file = os.fdopen(fd, "rb")  # the response closes it once sendfile is done
+                return snapshot
+            if decision.length == 0:
+                snapshot.body = b""
+            else:
+                body = _read_cached(fd, decision.length, decision.start)
+                snapshot.body = body
+                snapshot.unread = decision.length - len(body)
+                if snapshot.unread:
+                    snapshot.file = os.fdopen(fd, "rb")  # _read_rest closes it
+                    return snapshot
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return snapshot
 
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
@@ -339,12 +344,18 @@ def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
     swap the file between the check and the send.  O_NONBLOCK keeps a FIFO planted in the
     store from hanging a worker thread in open().
     """
+    fd, st = _open_regular_fd(path)
+    return os.fdopen(fd, "rb"), st
+
+
+def _open_regular_fd(path: Path) -> tuple[int, os.stat_result]:
+    """``open_regular`` as a bare descriptor (no file object, for the small ranges read at once)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
-    return os.fdopen(fd, "rb"), st
+    return fd, st
 
 
 def _in_memory(decision: RangeDecision) -> bool:

@@ -90,6 +90,7 @@ class Store:
         self.root = root
         self.tmp = root / "tmp"
         self._traces = root / "traces"
+        self._trace_paths: dict[int, Path] = {}
         self.min_free = min_free
         self._trace_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -317,8 +318,16 @@ class Store:
     # --- logs --------------------------------------------------------------------------
 
     def trace_path(self, job_id: int) -> Path:
-        """``path(trace_key(job_id))``: a key made from an int always matches, so it is not matched again."""
-        return self._traces / f"{int(job_id)}.log"
+        """``path(trace_key(job_id))``: a key made from an int always matches, so it is not matched again.
+
+        Remembered per job (a few thousand at most): a tail poller asks for the same path many times a
+        second, and a Path that was used once keeps its string form."""
+        path = self._trace_paths.get(job_id)
+        if path is None:
+            if len(self._trace_paths) >= 4096:
+                self._trace_paths.clear()
+            path = self._trace_paths[job_id] = self._traces / f"{int(job_id)}.log"
+        return path
 
     def trace_lock(self, job_id: int) -> asyncio.Lock:
         """The per-job lock every writer of a log holds (appends, archiving, erasing)."""
