@@ -256,3 +256,95 @@ async def test_a_late_upload_of_a_file_already_there_is_refused_too(client, conf
     resp = await late
     assert resp.status == 403 and await resp.json() == NOT_RUNNING
     assert not list((config.data_dir / "tmp").glob("*.part"))
+
+
+@pytest.mark.directory_store
+class TestLateSmallPatch:
+    """A body of known small length takes one log-thread hop with the job's last read alongside it: a job that
+    ends before that read still gets the 403, and the bytes already written and synced are cut back, durably."""
+
+    @pytest.fixture
+    def syncs(self, monkeypatch) -> list[int]:
+        from jobsvc.storage import store as storemod
+
+        synced: list[int] = []
+
+        def datasync(fd: int) -> None:
+            synced.append(os.fstat(fd).st_size)
+            os.fdatasync(fd)
+
+        monkeypatch.setattr(storemod, "_datasync", datasync)
+        return synced
+
+    def end_before_the_last_read(self, monkeypatch, end) -> None:
+        from jobsvc.services import jobstate
+
+        real = jobstate.alive_status
+
+        async def late(repo, job_id):
+            await end()
+            return await real(repo, job_id)
+
+        monkeypatch.setattr(jobstate, "alive_status", late)
+
+    async def patch(self, client):
+        headers = {"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "8-18"}
+        return await client.patch("/api/v4/jobs/11/trace", data=b"late bytes\n", headers=headers)
+
+    async def test_after_cancel(self, client, config, monkeypatch, syncs):
+        self.end_before_the_last_read(monkeypatch, lambda: cancel(client))
+        resp = await self.patch(client)
+        assert resp.status == 403 and await resp.json() == NOT_RUNNING
+        assert resp.headers["Job-Status"] == "canceled"
+        assert (config.data_dir / "traces" / "11.log").read_bytes() == b"started\n"
+        assert syncs[-1] == 8  # whatever was synced, the cut back to 8 bytes was synced last
+
+    async def test_after_success(self, client, config, monkeypatch, syncs):
+        put = None
+
+        async def succeed():
+            nonlocal put
+            put = asyncio.ensure_future(
+                client.put("/api/v4/jobs/11", json={"token": RUNNING_JOB_TOKEN, "state": "success"})
+            )
+
+            async def finished():
+                return await status_of(client) == "success"
+
+            assert await until(finished)
+
+        self.end_before_the_last_read(monkeypatch, succeed)
+        resp = await self.patch(client)
+        assert resp.status == 403 and await resp.json() == NOT_RUNNING
+        assert resp.headers["Job-Status"] == "success"
+        assert put is not None and (await put).status == 200
+        log = config.data_dir / "traces" / "11.log"
+        assert log.read_bytes() == b"started\n"
+        [(size,)] = await rows(client, "SELECT size FROM job_artifacts WHERE job_id = 11 AND file_type = 'trace'")
+        assert size == log.stat().st_size
+        assert syncs[-1] == 8
+
+    async def test_after_erase(self, client, config, monkeypatch):
+        erase = None
+
+        async def cancel_and_erase():
+            nonlocal erase
+            await cancel(client)
+            erase = asyncio.ensure_future(client.post("/api/v4/projects/1/jobs/11/erase", headers=auth("root")))
+            await asyncio.sleep(0.1)  # the erase waits for the log the PATCH holds
+
+        self.end_before_the_last_read(monkeypatch, cancel_and_erase)
+        resp = await self.patch(client)
+        assert resp.status == 403
+        assert erase is not None and (await erase).status == 201
+        assert not (config.data_dir / "traces" / "11.log").exists()
+
+    async def test_a_mismatched_start_on_a_missing_log_makes_no_file(self, client, config, syncs):
+        log = config.data_dir / "traces" / "11.log"
+        log.unlink()
+        resp = await self.patch(client)
+        assert resp.status == 416 and resp.headers["Range"] == "0-0"
+        assert not log.exists() and syncs == []
+        headers = {"JOB-TOKEN": RUNNING_JOB_TOKEN, "Content-Range": "0-4"}
+        resp = await client.patch("/api/v4/jobs/11/trace", data=b"next\n", headers=headers)
+        assert resp.status == 202 and log.read_bytes() == b"next\n" and syncs == [5]

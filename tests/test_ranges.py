@@ -132,6 +132,17 @@ def test_parse_range(header, size, expected):
     assert ranges.parse_range(header, size) == expected
 
 
+SUFFIXES = ["bytes=-1", "bytes=-999", "bytes=-1000", "bytes=-1001", "bytes=-0", "bytes=-000", "bytes=-00012",
+            "bytes=-" + "9" * 5000, "bytes=-", "BYTES=-5", " bytes=-5", "bytes=-5 ", "bytes=-٥"]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [0, 1, N])
+def test_the_plain_suffix_shortcut_answers_as_the_general_parse(monkeypatch, size):
+    fast = [ranges.parse_range(header, size) for header in SUFFIXES]
+    monkeypatch.setattr(ranges, "_PLAIN_SUFFIX", ranges.re.compile(r"(?!)"))  # never matches
+    assert fast == [ranges.parse_range(header, size) for header in SUFFIXES]
+
+
 def test_decision_end_is_inclusive():
     assert part(990, 999).end == 999
     assert part(990, 999).length == 10
@@ -301,8 +312,9 @@ async def test_large_range_by_sendfile(served, root, header, start):
 async def test_pread_serves_small_ranges_only(served, root, monkeypatch, length, preads):
     (root / "big.bin").write_bytes(BIG)
     calls = []
-    real_pread = ranges.os.pread
+    real_pread, real_preadv = ranges.os.pread, ranges.os.preadv
     monkeypatch.setattr(ranges.os, "pread", lambda *args: calls.append(args) or real_pread(*args))
+    monkeypatch.setattr(ranges.os, "preadv", lambda *args: calls.append(args) or real_preadv(*args))
     status, headers, body = await fetch(served, "big.bin", Range=f"bytes=7-{6 + length}")
     assert (status, body, len(calls)) == (206, BIG[7 : 7 + length], preads)
     assert headers["Content-Length"] == str(length)
@@ -406,9 +418,119 @@ async def test_truncated_during_pread_closes_the_connection(served, monkeypatch)
     """A file cut short after fstat gives a short body the client can detect, as with sendfile."""
     real_pread = ranges.os.pread
     monkeypatch.setattr(ranges.os, "pread", lambda fd, n, offset: real_pread(fd, n // 2, offset))
+    monkeypatch.setattr(ranges.os, "preadv", not_cached)
     resp = await served.get("/file.bin", headers={"Range": "bytes=0-99"})
     assert resp.status == 206
     assert resp.headers["Content-Length"] == "100"
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+
+
+REAL_PREAD = ranges.os.pread
+
+
+def not_cached(fd, buffers, offset, flags):
+    """``os.preadv`` with RWF_NOWAIT on a range the page cache does not hold."""
+    assert flags == ranges.os.RWF_NOWAIT
+    raise BlockingIOError(ranges.errno.EAGAIN, "Resource temporarily unavailable")
+
+
+def half_cached(fd, buffers, offset, flags):
+    """``os.preadv`` with RWF_NOWAIT when only the first half of the range is in the page cache."""
+    assert flags == ranges.os.RWF_NOWAIT
+    (buffer,) = buffers
+    data = REAL_PREAD(fd, len(buffer) // 2, offset)
+    buffer[: len(data)] = data
+    return len(data)
+
+
+def no_thread(snapshot):
+    raise AssertionError("a cached small range is read on the loop")
+
+
+TAIL = 64 * 1024
+
+# The small-range path against what the client must see, whatever the page cache holds: on the loop
+# (cached), partly or wholly on a worker thread (not cached), and by sendfile past SMALL_RANGE.
+TAIL_CASES = [
+    # (Range, preadv, expected status, first byte, length)
+    (f"bytes=-{TAIL}", None, 206, len(BIG) - TAIL, TAIL),
+    (f"bytes=-{TAIL}", not_cached, 206, len(BIG) - TAIL, TAIL),
+    (f"bytes=-{TAIL}", half_cached, 206, len(BIG) - TAIL, TAIL),
+    (f"bytes=-{ranges.SMALL_RANGE}", None, 206, len(BIG) - ranges.SMALL_RANGE, ranges.SMALL_RANGE),
+    (f"bytes=-{ranges.SMALL_RANGE + 1}", None, 206, len(BIG) - ranges.SMALL_RANGE - 1, ranges.SMALL_RANGE + 1),
+    (f"bytes=-{ranges.SMALL_RANGE + 1}", not_cached, 206, len(BIG) - ranges.SMALL_RANGE - 1, ranges.SMALL_RANGE + 1),
+    ("bytes=0-0", None, 206, 0, 1),
+    (f"bytes={len(BIG) - 1}-", half_cached, 206, len(BIG) - 1, 1),
+    (f"bytes={len(BIG)}-", None, 416, 0, 0),
+    ("bytes=-0", not_cached, 416, 0, 0),
+]
+
+
+@pytest.mark.parametrize(("header", "preadv", "status", "first", "length"), TAIL_CASES)
+async def test_small_tail_path(served, root, monkeypatch, header, preadv, status, first, length):
+    (root / "big.bin").write_bytes(BIG)
+    reference = (await fetch(served, "big.bin", method="HEAD"))[1]
+    if preadv is None:
+        monkeypatch.setattr(ranges, "_read_rest", no_thread)
+    else:
+        monkeypatch.setattr(ranges.os, "preadv", preadv)
+    got, headers, body = await fetch(served, "big.bin", Range=header)
+    assert got == status
+    assert body == BIG[first : first + length]
+    assert headers["Content-Length"] == str(length)
+    assert headers["ETag"] == reference["ETag"]
+    assert headers["Last-Modified"] == reference["Last-Modified"]
+    assert headers["Accept-Ranges"] == "bytes"
+    assert headers["Content-Disposition"] == "attachment"
+    if status == 206:
+        assert headers["Content-Range"] == f"bytes {first}-{first + length - 1}/{len(BIG)}"
+        assert headers["Content-Type"] == "application/octet-stream"
+    else:
+        assert headers["Content-Range"] == f"bytes */{len(BIG)}"
+        assert "Content-Type" not in headers
+
+
+@pytest.mark.parametrize("preadv", [None, not_cached], ids=["cached", "not-cached"])
+async def test_small_tail_of_an_empty_log(served, monkeypatch, preadv):
+    if preadv is not None:
+        monkeypatch.setattr(ranges.os, "preadv", preadv)
+    status, headers, body = await fetch(served, "empty.bin", Range=f"bytes=-{TAIL}")
+    assert (status, headers["Content-Range"], body) == (416, "bytes */0", b"")
+    status, headers, body = await fetch(served, "empty.bin")
+    assert (status, headers["Content-Length"], body) == (200, "0", b"")
+
+
+@pytest.mark.parametrize("preadv", [None, not_cached, half_cached], ids=["cached", "not-cached", "half-cached"])
+async def test_a_log_that_grows_meanwhile_is_answered_as_fstat_saw_it(served, root, monkeypatch, preadv):
+    """Bytes appended after the fstat are not sent: the answer is the file as its size, ETag and range say."""
+    log = root / "live.log"
+    log.write_bytes(DATA)
+    real_plan = ranges.plan_range
+
+    def plan_then_grow(*args, **kwargs):
+        decision = real_plan(*args, **kwargs)
+        with log.open("ab") as handle:  # a runner's append lands between the fstat and the read
+            handle.write(b"more")
+        return decision
+
+    monkeypatch.setattr(ranges, "plan_range", plan_then_grow)
+    if preadv is not None:
+        monkeypatch.setattr(ranges.os, "preadv", preadv)
+    status, headers, body = await fetch(served, "live.log", Range="bytes=-100")
+    assert (status, body, headers["Content-Range"]) == (206, DATA[-100:], f"bytes {N - 100}-{N - 1}/{N}")
+    assert headers["Content-Length"] == "100"
+    monkeypatch.setattr(ranges, "plan_range", real_plan)
+    status, headers, body = await fetch(served, "live.log", Range="bytes=-6")
+    assert (status, body, headers["Content-Range"]) == (206, DATA[-2:] + b"more", f"bytes {N - 2}-{N + 3}/{N + 4}")
+
+
+async def test_a_log_cut_short_after_a_partly_cached_read_closes_the_connection(served, monkeypatch):
+    """The part not cached turns out to be past the end (the file shrank): a short body, as with sendfile."""
+    monkeypatch.setattr(ranges.os, "preadv", half_cached)
+    monkeypatch.setattr(ranges.os, "pread", lambda fd, n, offset: b"")
+    resp = await served.get("/file.bin", headers={"Range": "bytes=0-99"})
+    assert (resp.status, resp.headers["Content-Length"]) == (206, "100")
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
 

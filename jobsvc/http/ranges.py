@@ -11,8 +11,11 @@ So this module has two layers:
   server to test;
 * ``send_file``, which opens the file once, takes size, ETag and Last-Modified from that
   open descriptor, asks the pure layer, and then answers HEAD, 416 and small ranges from
-  memory (one ``os.pread`` on the loop, no thread-pool hop) and everything else with
-  FileResponse's sendfile on that same descriptor;
+  memory and everything else with FileResponse's sendfile on that same descriptor. Open,
+  fstat and the decision run on the loop (metadata, as nginx does them); a small range is
+  read there too while it is in the page cache (``preadv`` with ``RWF_NOWAIT``, which never
+  waits for the disk), and only what is not cached is read by ``os.pread`` on a worker
+  thread. A log tail, the usual small range, is thus answered with no thread-pool hop;
 * ``send_ranged``, the same answers for a blob read by byte ranges (an object in S3, a live log
   in the database): the pure layer decides against the blob's own size, ETag and Last-Modified,
   then exactly the bytes decided come from ONE ranged read pinned to that ETag. If-Range is
@@ -49,6 +52,7 @@ import asyncio
 import contextlib
 import email.utils
 import errno
+import functools
 import logging
 import math
 import os
@@ -89,6 +93,7 @@ SMALL_RANGE = 1024 * 1024
 
 _OWS = " \t"
 _RANGE_SPEC = re.compile(r"\A([0-9]*)-([0-9]*)\Z")  # [0-9], not \d: "٠-٩" must not parse (CVE-2025-69225)
+_PLAIN_SUFFIX = re.compile(r"\Abytes=-([0-9]+)\Z")  # the common tail request, with nothing to strip or split
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,9 @@ def parse_range(header: str | None, size: int) -> RangeDecision:
     """Answer one ``Range`` header for a file of ``size`` bytes, per the table in the module docstring."""
     if header is None:
         return RangeDecision.whole(size)
+    suffix = _PLAIN_SUFFIX.match(header)
+    if suffix is not None:  # "bytes=-N" as tail pollers send it: the same answer as the general parse below
+        return _suffix(_position(suffix.group(1), size), size)
     unit, equals, range_set = header.strip(_OWS).partition("=")
     if not equals or unit.lower() != "bytes":
         return RangeDecision.whole(size)
@@ -212,7 +220,13 @@ def _whole_seconds(mtime: float) -> int:
 
 def http_date(mtime: float) -> str:
     """The ``Last-Modified`` value for a file modified at ``mtime`` (Unix seconds)."""
-    return email.utils.formatdate(_whole_seconds(mtime), usegmt=True)
+    return _formatted_date(_whole_seconds(mtime))
+
+
+@functools.lru_cache(maxsize=1024)
+def _formatted_date(seconds: int) -> str:
+    """``email.utils.formatdate``, remembered: a log tail asks for the same few dates over and over."""
+    return email.utils.formatdate(seconds, usegmt=True)
 
 
 def content_range(start: int, end: int, size: int) -> str:
@@ -233,8 +247,9 @@ class _Snapshot:
     size: int
     etag: str
     mtime: float
-    body: bytes | None = None
-    file: BinaryIO | None = None  # left open for sendfile; the response closes it
+    body: bytes | bytearray | None = None
+    file: BinaryIO | None = None  # left open for sendfile (the response closes it) or for _read_rest
+    unread: int = 0  # bytes of a small range that _read_rest still has to read (not in the page cache)
 
 
 async def send_file(
@@ -254,29 +269,72 @@ async def send_file(
     from the handler as it is.
     """
     range_header = request.headers.get(hdrs.RANGE) if allow_ranges and request.method == hdrs.METH_GET else None
-    snapshot = await asyncio.to_thread(
-        _snapshot, path, range_header, request.headers.get(hdrs.IF_RANGE), request.method != hdrs.METH_HEAD
-    )
+    snapshot = _snapshot(path, range_header, request.headers.get(hdrs.IF_RANGE), request.method != hdrs.METH_HEAD)
+    if snapshot.unread:  # a small range not (all) in the page cache: the rest from a worker thread
+        assert snapshot.file is not None
+        # shielded: once submitted, the read runs to its end and closes the file, whatever happens to us
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, _read_rest, snapshot))
     fields = _common_headers(snapshot, content_type, headers, allow_ranges)
     return _response(snapshot, fields, path)
 
 
 def _snapshot(path: Path, range_header: str | None, if_range: str | None, want_body: bool) -> _Snapshot:
-    """Open, stat, decide and read a small range in one worker-thread hop (a cold pread blocks)."""
-    with contextlib.ExitStack() as cleanup:
-        file, st = open_regular(path)
-        cleanup.enter_context(file)
+    """Open, stat, decide, and read what of a small range the page cache holds, all without blocking on the disk.
+
+    What is left to read (``unread``) is for ``_read_rest`` on a worker thread; ``file`` stays open for it,
+    or for sendfile."""
+    fd, st = _open_regular_fd(path)
+    try:
         etag = make_etag(st.st_size, st.st_mtime_ns, st.st_ino)
         decision = plan_range(range_header, if_range, size=st.st_size, etag=etag, last_modified=st.st_mtime)
         snapshot = _Snapshot(decision, st.st_size, etag, st.st_mtime)
-        if not want_body or decision.status == 416:
-            return snapshot
-        if _in_memory(decision):
-            snapshot.body = os.pread(file.fileno(), decision.length, decision.start)
-        else:
-            snapshot.file = file
-            cleanup.pop_all()  # the response closes it once sendfile is done
-        return snapshot
+        if want_body and decision.status != 416:
+            if not _in_memory(decision):
+                snapshot.file = os.fdopen(fd, "rb")  # the response closes it once sendfile is done
+                return snapshot
+            if decision.length == 0:
+                snapshot.body = b""
+            else:
+                body = _read_cached(fd, decision.length, decision.start)
+                snapshot.body = body
+                snapshot.unread = decision.length - len(body)
+                if snapshot.unread:
+                    snapshot.file = os.fdopen(fd, "rb")  # _read_rest closes it
+                    return snapshot
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return snapshot
+
+
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
+
+
+def _read_cached(fd: int, length: int, offset: int) -> bytearray:
+    """What of ``length`` bytes at ``offset`` the page cache holds, without waiting for the disk (maybe nothing).
+
+    A short answer is also what the end of a file cut short gives; ``_read_rest`` tells the two apart."""
+    if _NOWAIT is None:
+        return bytearray()
+    body = bytearray(length)
+    try:
+        got = os.preadv(fd, [body], offset, _NOWAIT)
+    except OSError as exc:  # EAGAIN: nothing of it cached; EOPNOTSUPP: a filesystem without RWF_NOWAIT
+        if exc.errno not in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        got = 0
+    del body[got:]
+    return body
+
+
+def _read_rest(snapshot: _Snapshot) -> None:
+    """The blocking part of a small range (worker thread): one ``os.pread`` of what the page cache did not hold."""
+    assert snapshot.file is not None and isinstance(snapshot.body, bytearray)
+    with snapshot.file:
+        decision, have = snapshot.decision, len(snapshot.body)
+        snapshot.body += os.pread(snapshot.file.fileno(), decision.length - have, decision.start + have)
+    snapshot.file, snapshot.unread = None, 0
 
 
 def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
@@ -286,12 +344,18 @@ def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
     swap the file between the check and the send.  O_NONBLOCK keeps a FIFO planted in the
     store from hanging a worker thread in open().
     """
+    fd, st = _open_regular_fd(path)
+    return os.fdopen(fd, "rb"), st
+
+
+def _open_regular_fd(path: Path) -> tuple[int, os.stat_result]:
+    """``open_regular`` as a bare descriptor (no file object, for the small ranges read at once)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
-    return os.fdopen(fd, "rb"), st
+    return fd, st
 
 
 def _in_memory(decision: RangeDecision) -> bool:

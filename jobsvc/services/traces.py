@@ -21,6 +21,14 @@ One append is one step under the job's trace lock (``Store.trace_lock``):
    jobs cannot share one; they run on the store's own pool of threads (``store._LOG_IO``), many at
    once, and the filesystem commits concurrent syncs together (bench/trace_bench.py measures it).
 
+Steps 4 and 5 run at once (``TraceAppend.commit``): the read of step 4 starts once the body is in, the
+last write and its fdatasync go to one worker thread meanwhile, and the 202 waits for both. A 403 from
+step 4 still wins over any write error, and still truncates the log back (durably) under the lock.
+A body declared at most ``CHUNK`` long (a runner's usual PATCH) is received whole first, and steps 2, 3
+and 5 are then one log-thread hop (``TraceAppend.put_at``: open, measure, write, fdatasync), with step 4's
+read alongside: opening a log for writing blocks for a while when other logs are being synced, so it is
+never done on the event loop.
+
 Why the lock closes the race with a job's end: everything that turns a job's log into its final
 record takes the same lock, so it sees the log either before the append or after it, never half of
 it. ``jobstate.archive_trace`` (after a ``PUT`` success or failure, a trace-size drop) measures the
@@ -54,7 +62,7 @@ from jobsvc.services.tracestore import (
 )
 from jobsvc.storage.blobs import BlobStore, LocalBlob
 from jobsvc.storage.repo import Repository
-from jobsvc.storage.store import Store
+from jobsvc.storage.store import CHUNK, Store
 from jobsvc.storage.unit import Unit
 
 __all__ = ["MAX_PATCH", "Appended", "FileTraces", "trace_store"]
@@ -81,16 +89,24 @@ class FileTraces:
             lock = self.store.trace_lock(job_id)
             waited = lock.locked()
             async with lock:
-                return await self._append_locked(job_id, start, chunks, size_limit, waited)
+                return await self._append_locked(job_id, start, chunks, content_length, size_limit, waited)
 
         return await within_limits(self.repo, self, job_id, start, content_length, size_limit, locked)
 
     async def _append_locked(
-        self, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int, waited: bool
+        self,
+        job_id: int,
+        start: int,
+        chunks: AsyncIterator[bytes],
+        content_length: int | None,
+        size_limit: int,
+        waited: bool,
     ) -> Appended:
         repo = self.repo
         if waited:  # else nothing ran since the caller authenticated the job
             await jobstate.alive_status(repo, job_id)
+        if content_length is not None and content_length <= CHUNK:
+            return await self._append_small(job_id, start, chunks, size_limit)
         async with self.store.trace_appender(job_id) as log:
             if log.start != start:
                 received = 0
@@ -107,9 +123,23 @@ class FileTraces:
                 if log.size + len(chunk) > size_limit:
                     raise TraceTooLarge
                 await log.write(chunk)
-            status = await jobstate.alive_status(repo, job_id)
-            size = await log.commit()
+            size, status = await log.commit(jobstate.alive_status(repo, job_id))
             return Appended(True, size, status)
+
+    async def _append_small(self, job_id: int, start: int, chunks: AsyncIterator[bytes], size_limit: int) -> Appended:
+        """A body of at most CHUNK bytes (as declared): received whole, then steps 2 to 5 in one log-thread hop
+        (``TraceAppend.put_at``) with the job's read alongside. The same checks in the same order as the
+        streamed path: the body counted first, then the size limit, then the log's length (416), then the room."""
+        body = bytearray()
+        async for chunk in chunks:
+            if len(body) + len(chunk) > MAX_PATCH:
+                raise too_large_body()
+            body += chunk
+        if start + len(body) > size_limit:
+            raise TraceTooLarge
+        async with self.store.trace_appender(job_id, opened=False) as log:
+            accepted, size, status = await log.put_at(start, bytes(body), jobstate.alive_status(self.repo, job_id))
+            return Appended(accepted, size, status)
 
     async def archive(self, job_id: int) -> None:
         """Measure the log under its lock, so the ``job.log`` row always matches the file."""

@@ -35,10 +35,11 @@ import os
 import re
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiofiles
 
@@ -54,6 +55,8 @@ _EXTENSIONS = {"zip": "zip", "gzip": "gz", "raw": "raw"}
 __all__ = ["CHUNK", "Incoming", "Store", "StoredFile", "StoreError", "StoreFull", "TooLarge", "TraceAppend"]
 
 _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class Store:
     def __init__(self, root: Path, min_free: int = 0):
         self.root = root
         self.tmp = root / "tmp"
+        self._traces = root / "traces"
+        self._trace_paths: dict[int, Path] = {}
         self.min_free = min_free
         self._trace_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -313,7 +318,16 @@ class Store:
     # --- logs --------------------------------------------------------------------------
 
     def trace_path(self, job_id: int) -> Path:
-        return self.path(self.trace_key(job_id))
+        """``path(trace_key(job_id))``: a key made from an int always matches, so it is not matched again.
+
+        Remembered per job (a few thousand at most): a tail poller asks for the same path many times a
+        second, and a Path that was used once keeps its string form."""
+        path = self._trace_paths.get(job_id)
+        if path is None:
+            if len(self._trace_paths) >= 4096:
+                self._trace_paths.clear()
+            path = self._trace_paths[job_id] = self._traces / f"{int(job_id)}.log"
+        return path
 
     def trace_lock(self, job_id: int) -> asyncio.Lock:
         """The per-job lock every writer of a log holds (appends, archiving, erasing)."""
@@ -323,21 +337,18 @@ class Store:
         return lock
 
     @contextlib.asynccontextmanager
-    async def trace_appender(self, job_id: int) -> AsyncIterator[TraceAppend]:
+    async def trace_appender(self, job_id: int, *, opened: bool = True) -> AsyncIterator[TraceAppend]:
         """An append to a job's log, opened at its current end; the caller holds ``trace_lock(job_id)``.
 
-        Unless ``commit()`` succeeded, leaving the block truncates the log back to where it was, so it
-        stays an exact prefix of what the runner sent, whatever failed (full disk, client gone, refused).
+        Unless ``commit()`` (or ``put_at``) succeeded, leaving the block truncates the log back to where it
+        was, so it stays an exact prefix of what the runner sent, whatever failed (full disk, client gone,
+        refused). The log is opened on the log thread (an open for writing can block for a while while other
+        logs are being synced), before the block, or with ``opened=False`` by ``put_at`` in its own hop.
         """
-        path = self.trace_path(job_id)
-        created = False
+        appender = TraceAppend(self.trace_path(job_id), self.room)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError:  # the first append makes the log (one syscall in the usual case)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            created = True
-        appender = TraceAppend(path, fd, os.fstat(fd).st_size, created, self.room())
-        try:
+            if opened:
+                await appender.open()
             yield appender
         finally:
             await appender.close()
@@ -363,19 +374,20 @@ def _datasync(fd: int) -> None:
 class TraceAppend:
     """Bytes going onto the end of one log: buffered up to CHUNK, written as they come, fdatasynced on commit.
 
-    At most about two CHUNKs are held in memory whatever the body's size. Writes run on a worker thread;
-    a cancelled caller still waits for the write in flight before the log is truncated back.
+    At most about two CHUNKs are held in memory whatever the body's size. Opening, writes and syncs run on a
+    log thread; a cancelled caller still waits for the one in flight before the log is truncated back.
     """
 
-    def __init__(self, path: Path, fd: int, size: int, created: bool, room: int | None):
+    def __init__(self, path: Path, room: Callable[[], int | None]):
         self.path = path
-        self.start = size  # the log's length before this append
+        self.start = 0  # the log's length before this append, once opened
         self.written = 0
-        self._fd = fd
-        self._created = created
-        self._room = room
+        self._fd: int | None = None
+        self._created = False
+        self._room_of = room
+        self._room: int | None = None
         self._buffer = bytearray()
-        self._pending: asyncio.Future[None] | None = None
+        self._pending: asyncio.Future[Any] | None = None
         self._committed = False
 
     @property
@@ -388,24 +400,81 @@ class TraceAppend:
         """The log's length with what was passed to ``write`` so far."""
         return self.start + self.appended
 
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self, create: bool = True) -> None:
+        """Open the log for appending and measure it, and the room left (a log thread). With ``create=False``
+        a missing log stays missing (its length is 0)."""
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:  # the first append makes the log (one syscall in the usual case)
+            if not create:
+                return
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._created = True
+        self.start = os.fstat(self._fd).st_size
+        self._room = self._room_of()
+
     async def write(self, data: bytes) -> None:
-        if self._room is not None and self.appended + len(data) > self._room:
-            raise StoreFull("the append would go past the free-space reserve")
-        self._buffer += data
+        self._take(data)
         if len(self._buffer) >= CHUNK:
             await self._run(self._flush)
 
-    async def commit(self) -> int:
-        """Write what is buffered and fdatasync: once this returns, the bytes survive a crash. The new size."""
-        await self._run(self._flush_and_sync)
-        self._committed = True
-        return self.start + self.written
+    def _take(self, data: bytes) -> None:
+        if self._room is not None and self.appended + len(data) > self._room:
+            raise StoreFull("the append would go past the free-space reserve")
+        self._buffer += data
 
-    async def _run(self, fn) -> None:
-        self._pending = asyncio.get_running_loop().run_in_executor(_LOG_IO, fn)
-        await asyncio.shield(self._pending)
+    async def commit(self, check: Awaitable[_T]) -> tuple[int, _T]:
+        """Write what is buffered and fdatasync while ``check`` (the caller's last word on the append) runs.
+
+        Committed only when both succeeded: then the bytes survive a crash; returns the new size and what
+        ``check`` returned. If ``check`` raises, its error is raised (before any of the write's) and leaving
+        the block truncates the log back, as for any failure. One log-thread hop does the write and the
+        sync of a body that fits in the buffer, and the check's wait overlaps the sync's."""
+        _, outcome = await self._alongside(self._flush_and_sync, check)
+        self._committed = True
+        return self.start + self.written, outcome
+
+    async def put_at(self, start: int, data: bytes, check: Awaitable[_T]) -> tuple[bool, int, _T]:
+        """A whole small body in ONE log-thread hop (open, measure, write, fdatasync), ``check`` alongside.
+
+        Only from ``trace_appender(opened=False)``. Written only if the log's length is ``start``: returns
+        whether it was, the log's length now, and what ``check`` returned; ``commit``'s rules otherwise."""
+        matched, outcome = await self._alongside(lambda: self._put_at(start, data), check)
+        self._committed = matched
+        return matched, self.start + self.written, outcome
+
+    def _put_at(self, start: int, data: bytes) -> bool:
+        self._open(create=start == 0)  # no log and a start past 0: nothing to make, a mismatch
+        if self._fd is None or self.start != start:
+            return False
+        self._take(data)
+        self._flush_and_sync()
+        return True
+
+    async def _alongside(self, fn: Callable[[], _R], check: Awaitable[_T]) -> tuple[_R, _T]:
+        """``fn`` on a log thread while ``check`` runs on the loop; ``check``'s error first, if both fail."""
+        checking = asyncio.ensure_future(check)
+        try:
+            done = await self._run(fn)
+        except BaseException as exc:
+            if not checking.done():
+                checking.cancel()
+            await asyncio.wait([checking])
+            refused = None if checking.cancelled() else checking.exception()
+            if refused is not None and isinstance(exc, Exception):  # not for a cancel of our own
+                raise refused from None
+            raise
+        return done, await checking
+
+    async def _run(self, fn: Callable[[], _R]) -> _R:
+        pending = self._pending = asyncio.get_running_loop().run_in_executor(_LOG_IO, fn)
+        return await asyncio.shield(pending)
 
     def _flush(self) -> None:
+        assert self._fd is not None
         data, self._buffer = bytes(self._buffer), bytearray()
         try:
             view = memoryview(data)
@@ -419,6 +488,7 @@ class TraceAppend:
             raise
 
     def _flush_and_sync(self) -> None:
+        assert self._fd is not None
         if self._buffer:
             self._flush()
         try:
@@ -431,6 +501,8 @@ class TraceAppend:
     async def close(self) -> None:
         if self._pending is not None and not self._pending.done():
             await asyncio.wait([self._pending])
+        if self._fd is None:  # never opened (or no log to open): nothing was written
+            return
         try:
             if not self._committed:
                 self._buffer.clear()

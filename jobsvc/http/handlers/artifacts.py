@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -208,6 +209,12 @@ async def trace(request: web.Request) -> web.StreamResponse:
 
 def debug_trace(job) -> bool:
     """CI_DEBUG_TRACE / CI_DEBUG_SERVICES make the log readable by developers only (read_build_trace)."""
-    variables = {**json.loads(job["variables"] or "{}"), **{v["key"]: v["value"] for v in json.loads(
-        job["job_variables"] or "[]")}}  # fmt: skip
+    return _debug_variables(job["variables"], job["job_variables"])
+
+
+@functools.lru_cache(maxsize=1024)
+def _debug_variables(pipeline_variables: str | None, job_variables: str | None) -> bool:
+    """``debug_trace`` of the two stored JSON texts, remembered by them: a tail poller asks the same each time."""
+    variables = {**json.loads(pipeline_variables or "{}"), **{v["key"]: v["value"] for v in json.loads(
+        job_variables or "[]")}}  # fmt: skip
     return any(str(variables.get(name, "")).lower() == "true" for name in ("CI_DEBUG_TRACE", "CI_DEBUG_SERVICES"))

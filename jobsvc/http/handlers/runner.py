@@ -108,9 +108,12 @@ def _job_id(request: web.Request) -> int | None:
     return int_param(request, "job_id", message_name="id")
 
 
+_JOB_TOKEN_PARAMS = JobTokenParams()  # stateless: one for every append, not one built per request
+
+
 async def patch_trace(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
-    params = load(JobTokenParams(), body.query(request.url.query.items()))
+    params = load(_JOB_TOKEN_PARAMS, body.query(request.url.query.items()))
     repo, config = request.app[REPO], request.app[CONFIG]
     job = await jobstate.authenticate_job(repo, job_id, _job_token(request, params))
     if request.headers.get("Content-Encoding", "identity").lower() != "identity":
