@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -25,3 +26,5 @@ RATE_LIMITER: web.AppKey[RateLimiter | SharedRateLimiter] = web.AppKey("rate_lim
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this app's Prometheus registry and counters
 # The external URL a fixture declared (the setting, when given, wins over it).
 EXTERNAL_URL: web.AppKey[str] = web.AppKey("external_url")
+# The start-up reconcile of the artifact rows with their blobs, which runs after the app listens.
+RECONCILE: web.AppKey[asyncio.Task[None]] = web.AppKey("reconcile")
