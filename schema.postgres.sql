@@ -273,3 +273,8 @@ CREATE TABLE trace_chunks (
     updated_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (job_id, start)
 );
+
+-- migration: 5
+-- The artifact rows by store key (COLLATE "C": the byte order of the store's listing), for the orphan sweep's
+-- key ranges and a failed upload's question whether a row points at its blob.
+CREATE INDEX job_artifacts_store_key ON job_artifacts (store_key);

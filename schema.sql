@@ -263,3 +263,8 @@ CREATE TABLE trace_chunks (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (job_id, start)
 );
+
+-- migration: 5
+-- The artifact rows by store key: the orphan sweep compares each batch of the store's listing (in key order)
+-- with the rows of the same key range, and a failed upload asks whether a row points at its blob.
+CREATE INDEX job_artifacts_store_key ON job_artifacts (store_key);

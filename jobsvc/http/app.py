@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 
 from jobsvc.domain.ratelimit import RateLimiter
 from jobsvc.http import cache, routes
-from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, METRICS, RATE_LIMITER, REPO, STORE, TRACES
+from jobsvc.http.keys import CONFIG, DB, EXTERNAL_URL, METRICS, RATE_LIMITER, RECONCILE, REPO, STORE, TRACES
 from jobsvc.http.metrics import Metrics, metrics_middleware
 from jobsvc.http.middleware import error_middleware, security_headers
 from jobsvc.http.pages import respond
@@ -27,6 +28,7 @@ from jobsvc.storage.repo import Repository
 
 log = logging.getLogger(__name__)
 
+RECONCILE_LEASE = 180.0  # seconds: the sweeper lease the start-up reconcile takes when the sweeper is off
 DEMO_FIXTURE = Path(__file__).resolve().parents[1] / "demo" / "demo.yaml"
 
 
@@ -49,7 +51,6 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
             for path in fixture_paths(config):
                 summary = await fixtures.load_fixture(repo, store, fixture_format.read_fixture(path))
                 log.info("%s", summary)
-            await artifacts.reconcile(repo, store)
             app[EXTERNAL_URL] = await repo.instance.setting("external_url") or ""
             app[DB] = db
             app[REPO] = repo
@@ -65,12 +66,16 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The tasks that run for as long as the app does: the artifact sweeper and the delayed-job scheduler."""
-    repo, shared, interval = app[REPO], app[DB].shared, app[CONFIG].sweep_interval
+    """The tasks that run for as long as the app does: the artifact sweeper (after the start-up reconcile,
+    which runs in the background: the app answers meanwhile) and the delayed-job scheduler."""
+    repo, store, shared, interval = app[REPO], app[STORE], app[DB].shared, app[CONFIG].sweep_interval
     tasks = [asyncio.create_task(processing.scheduler(repo, Lease(repo, "scheduler", 10, shared=shared)))]
+    lease = Lease(repo, "sweeper", 3 * interval if interval > 0 else RECONCILE_LEASE, shared=shared)
+    # before the app listens: whatever is uploaded from now on is not the reconcile's
+    app[RECONCILE] = reconcile = asyncio.create_task(artifacts.reconcile(repo, store, lease, since=datetime.now(UTC)))
+    tasks.append(reconcile)
     if interval > 0:  # 0 turns the sweeper off (a sleep(0) loop would spin on the database)
-        lease = Lease(repo, "sweeper", 3 * interval, shared=shared)
-        tasks.append(asyncio.create_task(artifacts.sweeper(repo, app[STORE], interval, lease)))
+        tasks.append(asyncio.create_task(artifacts.sweeper(repo, store, interval, lease, after=reconcile)))
     yield
     for task in tasks:
         task.cancel()

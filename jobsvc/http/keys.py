@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -31,3 +32,5 @@ EXTERNAL_URL: web.AppKey[str] = web.AppKey("external_url")
 CREDENTIALS: web.AppKey[VersionedCache] = web.AppKey("credentials")
 RECORDS: web.AppKey[VersionedCache] = web.AppKey("records")
 JOB_JSON: web.AppKey[VersionedCache] = web.AppKey("job_json")
+# The start-up reconcile of the artifact rows with their blobs, which runs after the app listens.
+RECONCILE: web.AppKey[asyncio.Task[None]] = web.AppKey("reconcile")

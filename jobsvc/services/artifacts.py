@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -35,7 +35,7 @@ from typing import TypeVar
 from jobsvc.domain.timefmt import format_utc, now_iso, utcnow
 from jobsvc.services import jobstate
 from jobsvc.services.leases import Lease
-from jobsvc.storage.blobs import BlobStore, Staged
+from jobsvc.storage.blobs import BlobInfo, BlobStore, Staged
 from jobsvc.storage.db import DatabaseFull
 from jobsvc.storage.queries.artifacts import ERASABLE, EXPIRED
 from jobsvc.storage.repo import Repository
@@ -195,11 +195,16 @@ async def sweep(repo: Repository, store: BlobStore, batch: int = 500) -> int:
     return len(keys)
 
 
-async def sweeper(repo: Repository, store: BlobStore, interval: float, lease: Lease) -> None:
+async def sweeper(
+    repo: Repository, store: BlobStore, interval: float, lease: Lease, after: asyncio.Task[None] | None = None
+) -> None:
     """The background task: every ``interval`` seconds, sweep until nothing is left; until cancelled.
-    Every ORPHAN_SWEEP_EVERY, it also sweeps orphans and stale uploads.
+    Every ORPHAN_SWEEP_EVERY, it also sweeps orphans and stale uploads. It starts once ``after`` (the
+    start-up reconcile) is done, so the two never run at once.
 
     Only the process holding the lease sweeps (it lasts three intervals, and is renewed each round)."""
+    if after is not None:
+        await asyncio.wait([after])  # not ``await after``: cancelling the sweeper must not cancel it
     last_orphan_sweep = time.monotonic()
     while True:
         await asyncio.sleep(interval)
@@ -208,32 +213,128 @@ async def sweeper(repo: Repository, store: BlobStore, interval: float, lease: Le
                 pass
             if time.monotonic() - last_orphan_sweep >= ORPHAN_SWEEP_EVERY and await lease.take():
                 last_orphan_sweep = time.monotonic()
-                await sweep_orphans(repo, store, store.orphan_grace)
+                await sweep_orphans(repo, store, store.orphan_grace, lease=lease)
                 await store.sweep_stale_uploads()
         except Exception:  # a failed round is logged and retried next time
             log.exception("artifact sweep failed")
 
 
-async def sweep_orphans(repo: Repository, store: BlobStore, grace: timedelta) -> tuple[set[str], set[str]]:
-    """Remove the blobs no row points at that are older than ``grace``; (the keys listed, the keys known).
-
-    The listing comes first: a row committed while it runs is read after it, so its blob is never taken
-    for an orphan."""
-    cutoff = datetime.now(UTC) - grace
-    listed: dict[str, datetime] = {info.key: info.modified async for info in store.list_artifacts()}
-    known = await repo.artifacts.all_keys()
-    for key, modified in sorted(listed.items()):
-        if key not in known and modified <= cutoff:
-            log.warning("removing orphaned artifact file %s", key)
-            await store.remove(key)
-    return set(listed), known
+ORPHAN_BATCH = 1000  # blobs of the store's listing compared with the rows at a time (an S3 listing's page)
+_ARTIFACTS = "artifacts/"  # every listed key is under it, and sorts below _PAST_ARTIFACTS
+_PAST_ARTIFACTS = "artifacts0"  # "0" follows "/"
 
 
-async def reconcile(repo: Repository, store: BlobStore) -> None:
-    """On start: blobs no row points at (a crash between install and commit) are removed, and uploads a
-    killed process left pending; rows whose blob is missing are logged (their downloads answer 404)."""
-    await store.sweep_stale_uploads()
-    listed, known = await sweep_orphans(repo, store, store.orphan_grace_at_start)
-    for key in sorted(known - listed):
-        if not key.startswith("traces/"):
-            log.error("artifact file %s is missing; its downloads answer 404", key)
+@dataclass
+class OrphanSweep:
+    """What a sweep of the store's listing against the rows found (counts: it keeps no key)."""
+
+    listed: int = 0
+    removed: int = 0
+    missing: int = 0
+    finished: bool = True  # False when it stopped because another process holds the lease
+
+
+async def sweep_orphans(
+    repo: Repository,
+    store: BlobStore,
+    grace: timedelta,
+    *,
+    since: datetime | None = None,
+    missing_before: str | None = None,
+    lease: Lease | None = None,
+    batch: int = ORPHAN_BATCH,
+) -> OrphanSweep:
+    """Remove the blobs no row points at that are older than ``grace`` (than ``since`` - ``grace``, when
+    given: a blob written since then may have a row about to commit), and with ``missing_before`` (a
+    timestamp) log the rows created before it whose blob is missing.
+
+    A batch at a time, so that memory does not grow with the number of blobs: ``batch`` blobs of the
+    store's listing (in key order), then the rows whose keys fall in the same key range, read after the
+    listing: a row committed while it runs is read after its blob was listed, so that blob is never taken
+    for an orphan. ``lease`` is renewed before each batch; when another process holds it, the sweep stops."""
+    cutoff = (since or datetime.now(UTC)) - grace
+    found = OrphanSweep()
+    listing = store.list_artifacts()
+    try:
+        after, done = _ARTIFACTS, False
+        while not done:
+            pending: list[BlobInfo] = []
+            done = True
+            async for info in listing:
+                if info.key <= (pending[-1].key if pending else after):
+                    raise RuntimeError(f"the store's listing is not in key order at {info.key}")
+                pending.append(info)
+                if len(pending) >= batch:
+                    done = False
+                    break
+            if lease is not None and not await lease.take():
+                found.finished = False
+                break
+            upto = _PAST_ARTIFACTS if done else pending[-1].key
+            await _compare(repo, store, pending, after, upto, cutoff, missing_before, batch, found)
+            after = upto
+    finally:
+        if isinstance(listing, AsyncGenerator):
+            await listing.aclose()
+    return found
+
+
+async def _compare(
+    repo: Repository,
+    store: BlobStore,
+    listed: list[BlobInfo],
+    after: str,
+    upto: str,
+    cutoff: datetime,
+    missing_before: str | None,
+    batch: int,
+    found: OrphanSweep,
+) -> None:
+    """One batch: the listed blobs whose keys are in ``(after, upto]`` against the rows of that range."""
+    modified = {info.key: info.modified for info in listed}
+    known: set[str] = set()
+    while True:  # the rows of the range, a page at a time (a range can hold many rows whose blob is missing)
+        rows = await repo.artifacts.keys_between(after, upto, batch)
+        for row in rows:
+            key = row["store_key"]
+            if key in modified:
+                known.add(key)
+            elif missing_before is not None and row["created_at"] < missing_before:
+                found.missing += 1
+                log.error("artifact file %s is missing; its downloads answer 404", key)
+        if len(rows) < batch:
+            break
+        after = rows[-1]["store_key"]
+    found.listed += len(listed)
+    for info in listed:
+        if info.key not in known and info.modified <= cutoff:
+            log.warning("removing orphaned artifact file %s", info.key)
+            await store.remove(info.key)
+            found.removed += 1
+
+
+async def reconcile(
+    repo: Repository, store: BlobStore, lease: Lease | None = None, *, since: datetime | None = None
+) -> None:
+    """After start, in the background: blobs no row points at (a crash between install and commit) are
+    removed, and uploads a killed process left pending; rows whose blob is missing are logged (their
+    downloads answer 404). ``since``: when the process started (now by default); what was uploaded since is
+    left alone, as the server is already answering."""
+    since = since or datetime.now(UTC)
+    began = time.monotonic()
+    try:
+        if lease is not None and not await lease.take():
+            log.info("not reconciling artifacts: another process holds the sweeper lease")
+            return
+        await store.sweep_stale_uploads()
+        found = await sweep_orphans(
+            repo, store, store.orphan_grace_at_start, since=since, missing_before=format_utc(since), lease=lease
+        )
+    except Exception:
+        log.exception("reconciling the artifacts with their files failed")
+        return
+    log.info(
+        "reconciled %d artifact files with their rows in %.1f s: %d orphans removed, %d missing%s",
+        found.listed, time.monotonic() - began, found.removed, found.missing,
+        "" if found.finished else " (stopped: another process holds the sweeper lease)",
+    )  # fmt: skip

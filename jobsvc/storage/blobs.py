@@ -13,7 +13,8 @@ The rules every implementation keeps:
 * A blob is complete and durable before the row that points at it commits; the caller removes it when
   that commit fails. Keys come from the store, never from a client.
 * :meth:`BlobStore.list_artifacts` is what the orphan sweep compares with the rows: blobs no row points
-  at that are older than the store's grace period are removed.
+  at that are older than the store's grace period are removed. It yields the keys in (byte) order, under
+  ``artifacts/``, without holding a record per blob, so that the sweep can take it a batch at a time.
 * A key's bytes never change once written, except the directory store's ``traces/<job>.log`` (a live log
   that grows); an S3 key is written once, so its ETag is a stable validator.
 """
@@ -148,7 +149,8 @@ class BlobStore(Protocol):
         ...
 
     def list_artifacts(self) -> AsyncIterator[BlobInfo]:
-        """Every artifact blob, for the orphan sweep (not the directory store's live logs)."""
+        """Every artifact blob under ``artifacts/``, in key order, for the orphan sweep (not the directory
+        store's live logs)."""
         ...
 
     async def download(self, key: str) -> LocalBlob | RemoteArchive:

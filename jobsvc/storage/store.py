@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"\A(?:artifacts/[0-9]+/[0-9a-f]{64}\.[a-z0-9]+(?:\.[a-z0-9]+)?|traces/[0-9]+\.log)\Z")
 _EXTENSIONS = {"zip": "zip", "gzip": "gz", "raw": "raw"}
+LIST_DIRS = 256  # job directories listed (and their files stat'ed) per trip to a thread
 
 
 __all__ = ["CHUNK", "Incoming", "Store", "StoredFile", "StoreError", "StoreFull", "TooLarge", "TraceAppend"]
@@ -261,20 +262,44 @@ class Store:
         self.path(key).unlink(missing_ok=True)
 
     async def list_artifacts(self) -> AsyncIterator[BlobInfo]:
-        """The artifact files (``artifacts/<job>/<name>``) the store made; others are not its own and stay."""
-        for path in await asyncio.to_thread(self._artifact_files):
-            key = path.relative_to(self.root).as_posix()
-            if not _KEY.match(key):
-                log.warning("not a file the store made, left alone: %s", path)
-                continue
+        """The artifact files (``artifacts/<job>/<name>``) the store made, in key order; others are not its own
+        and stay. Read LIST_DIRS job directories at a time, each batch on a thread (the stats are blocking):
+        what it holds meanwhile is the job directories' names, not a record per file."""
+        names = await asyncio.to_thread(self._job_dirs)
+        for start in range(0, len(names), LIST_DIRS):
+            for info in await asyncio.to_thread(self._list_dirs, names[start : start + LIST_DIRS]):
+                yield info
+
+    def _job_dirs(self) -> list[str]:
+        """The names of the directories under ``artifacts/``, in the order of the keys under them."""
+        try:
+            with os.scandir(self.root / "artifacts") as entries:
+                names = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+        names.sort(key=lambda name: name + "/")  # "artifacts/1/..." < "artifacts/10/...": "/" sorts before digits
+        return names
+
+    def _list_dirs(self, names: list[str]) -> list[BlobInfo]:
+        found = []
+        for name in names:
+            folder = self.root / "artifacts" / name
             try:
-                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                with os.scandir(folder) as entries:
+                    files = sorted((entry for entry in entries if entry.is_file()), key=lambda entry: entry.name)
             except FileNotFoundError:
                 continue
-            yield BlobInfo(key, modified)
-
-    def _artifact_files(self) -> list[Path]:
-        return [path for path in (self.root / "artifacts").glob("*/*") if path.is_file()]
+            for entry in files:
+                key = f"artifacts/{name}/{entry.name}"
+                if not _KEY.match(key):
+                    log.warning("not a file the store made, left alone: %s", entry.path)
+                    continue
+                try:
+                    modified = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+                except FileNotFoundError:
+                    continue
+                found.append(BlobInfo(key, modified))
+        return found
 
     async def download(self, key: str) -> LocalBlob:
         return LocalBlob(self.path(key))

@@ -53,6 +53,15 @@ class Artifacts(Group):
     async def all_keys(self) -> set[str]:
         return {row["store_key"] for row in await self.c.fetchall("SELECT store_key FROM job_artifacts")}
 
+    async def keys_between(self, after: str, upto: str, limit: int) -> list[Row]:
+        """The store key and created_at of the first ``limit`` rows whose key is in ``(after, upto]``, in key
+        order (the orphan sweep's batches; index job_artifacts_store_key)."""
+        return await self.c.fetchall(
+            """SELECT store_key, created_at FROM job_artifacts WHERE store_key > ? AND store_key <= ?
+                ORDER BY store_key LIMIT ?""",
+            (after, upto, limit),
+        )
+
     async def count(self, job_id: int) -> int:
         row = await self.c.fetchone("SELECT count(*) AS n FROM job_artifacts WHERE job_id = ?", (job_id,))
         return row["n"] if row else 0
